@@ -1,0 +1,5 @@
+import sys
+
+from afos.cli import main
+
+sys.exit(main())
