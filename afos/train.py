@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
@@ -60,14 +61,10 @@ def make_steps(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
     return train_step, eval_step
 
 
-def batch_order(n: int, batch_size: int, epochs: int, seed: int) -> list[np.ndarray]:
-    """Index batches for ``epochs`` epochs (last partial batch dropped), shuffled by ``seed``."""
-    rng = np.random.default_rng(seed)
-    batches = []
-    for _ in range(epochs):
-        perm = rng.permutation(n)
-        batches += [perm[i : i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
-    return batches
+def epoch_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch of index batches (last partial batch dropped), shuffled by ``rng``."""
+    perm = rng.permutation(n)
+    return [perm[i : i + batch_size] for i in range(0, n - batch_size + 1, batch_size)]
 
 
 def evaluate_split(eval_step, params, split: Split, batch_size: int = 1024) -> tuple[float, float]:
@@ -80,19 +77,38 @@ def evaluate_split(eval_step, params, split: Split, batch_size: int = 1024) -> t
     return total_loss / len(split), correct / len(split)
 
 
-def train_and_score(act: Act, dataset: Dataset, settings: FitnessSettings) -> TrainResult:
-    """Trains ``settings.model`` with activation ``act`` and scores it on the validation split."""
+# on_epoch(epoch, mean train loss, evaluate) where evaluate(split) -> (loss, accuracy)
+EpochHook = Callable[[int, float, Callable[[Split], tuple[float, float]]], None]
+
+
+def fit(act: Act, dataset: Dataset, settings: FitnessSettings, on_epoch: EpochHook | None = None) -> TrainResult:
+    """Trains ``settings.model`` with activation ``act`` for ``settings.epochs`` and scores it on validation.
+
+    ``on_epoch`` is called after every epoch (for learning curves); the search passes none.
+    """
     model = models.build(settings.model, act, dataset.input_shape, dataset.num_classes, settings.seed)
     graphdef, params = nnx.split(model, nnx.Param)
     tx = optax.adam(settings.learning_rate)
     opt_state = tx.init(params)
     train_step, eval_step = make_steps(graphdef, tx)
     train = dataset.train
-    losses = []
-    for idx in batch_order(len(train), settings.batch_size, settings.epochs, settings.seed):
-        params, opt_state, loss = train_step(params, opt_state, train.x[idx], train.y[idx])
-        losses.append(loss)
-    train_loss = float(jnp.mean(jnp.stack(losses))) if losses else float("nan")
+    rng = np.random.default_rng(settings.seed)
+    train_loss = float("nan")
+    for epoch in range(settings.epochs):
+        losses = []
+        for idx in epoch_batches(len(train), settings.batch_size, rng):
+            params, opt_state, loss = train_step(params, opt_state, train.x[idx], train.y[idx])
+            losses.append(loss)
+        train_loss = float(jnp.mean(jnp.stack(losses))) if losses else float("nan")
+        if on_epoch is not None:
+            on_epoch(epoch, train_loss, lambda split, p=params: evaluate_split(eval_step, p, split))
+        if not np.isfinite(train_loss):
+            break  # diverged: later epochs cannot bring it back
     val_loss, val_acc = evaluate_split(eval_step, params, dataset.val)
     diverged = not (np.isfinite(train_loss) and np.isfinite(val_loss))
     return TrainResult(val_acc, val_loss, train_loss, diverged)
+
+
+def train_and_score(act: Act, dataset: Dataset, settings: FitnessSettings) -> TrainResult:
+    """The fitness of one activation: short training, then validation accuracy."""
+    return fit(act, dataset, settings)
