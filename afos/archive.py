@@ -47,6 +47,18 @@ def write_text_atomic(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
+def json_text(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, allow_nan=False)
+
+
+def read_json_or_none(path: Path) -> Any:
+    """The JSON in ``path``, or None if it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Appends one JSON line and makes it durable before returning."""
     line = json.dumps(record, sort_keys=True, allow_nan=False) + "\n"

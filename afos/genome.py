@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import re
 
+import sympy
 from deap import base, gp
 
 from afos import primitives, types
@@ -145,3 +146,96 @@ OPERATORS = {
     "tree": (generate_tree, mutate_tree, crossover_tree),
     "template": (generate_template, mutate_template, crossover_template),
 }
+
+
+# --- expressions -> trees (warm start) ---------------------------------------------
+
+_A, _B = (sympy.Wild(n) for n in ("a", "b"))
+
+
+def _patterns(space: SearchSpace) -> list[tuple[str, sympy.Expr]]:
+    out = []
+    for name in (*space.binary, *space.unary):
+        if name == "id":
+            continue
+        p = primitives.get(name)
+        out.append((name, p.sympy_fn(_A) if p.arity == 1 else p.sympy_fn(_A, _B)))
+    return out
+
+
+def _best_tree(e: sympy.Expr, depth: int, patterns, memo) -> list[str] | None:
+    """The cheapest prefix list of primitive names computing ``e`` within ``depth`` levels, or None."""
+    if e == primitives.X:
+        return ["x"]
+    if depth == 0 or e.is_Number:
+        return None
+    if (e, depth) in memo:
+        return memo[(e, depth)]
+    best, best_cost = None, None
+    for name, pattern in patterns:
+        match = e.match(pattern)
+        if not match:
+            continue
+        args = [match.get(w) for w in ((_A, _B) if pattern.has(_B) else (_A,))]
+        if any(a is None or a == e or a.is_Number for a in args):
+            continue
+        parts = [_best_tree(a, depth - 1, patterns, memo) for a in args]
+        if any(p is None for p in parts):
+            continue
+        tree = [name] + [n for part in parts for n in part]
+        cost = sum(primitives.get(n).cost if n != "x" else 1 for n in tree)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = tree, cost
+    memo[(e, depth)] = best
+    return best
+
+
+def _argument_splits(e: sympy.Expr, name: str) -> list[list[sympy.Expr]]:
+    """The ways ``e`` is primitive ``name`` applied to arguments (both orders for symmetric ones)."""
+    if name == "id":
+        return [[e]]
+    p = primitives.get(name)
+    pattern = p.sympy_fn(_A) if p.arity == 1 else p.sympy_fn(_A, _B)
+    match = e.match(pattern)
+    args = [match.get(w) for w in (_A, _B)[: p.arity]] if match else None
+    if not args or any(a is None or a.is_Number for a in args):
+        return []
+    if p.arity == 2 and pattern == p.sympy_fn(_B, _A):
+        return [args, args[::-1]]
+    return [args]
+
+
+def _match_template(e: sympy.Expr, slots: list[str], pos: int, space: SearchSpace):
+    """Matches ``e`` against the template subtree starting at ``slots[pos]``.
+
+    Returns (prefix list of names, position after the subtree) or None.
+    """
+    slot = slots[pos]
+    if slot == "x":
+        return (["x"], pos + 1) if e == primitives.X else None
+    names = space.unary if slot == "U" else space.binary
+    for name in names:
+        for args in _argument_splits(e, name):
+            out, at = [name], pos + 1
+            for a in args:
+                sub = _match_template(a, slots, at, space)
+                if sub is None:
+                    break
+                out += sub[0]
+                at = sub[1]
+            else:
+                return out, at
+    return None
+
+
+def from_expression(expr: sympy.Expr, space: SearchSpace, pset: gp.PrimitiveSet) -> Individual:
+    """A tree of ``space``'s primitives that computes ``expr``; ValueError if none is found."""
+    if space.representation == "tree":
+        names = _best_tree(expr, space.max_height, _patterns(space), {})
+    else:
+        matches = (_match_template(expr, slots, 0, space) for slots in space.template_slots())
+        names = next((m[0] for m in matches if m is not None), None)
+    if names is None:
+        raise ValueError(f"{sympy.sstr(expr)!r} cannot be built from the primitives of search space "
+                         f"{space.name!r} within its shape limits")
+    return from_text(" ".join(names), pset)

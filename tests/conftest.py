@@ -1,3 +1,13 @@
+import os
+import tempfile
+
+# A persistent XLA compilation cache shared by the test process and the afos processes the tests start:
+# the same candidates are compiled again and again across runs, resumes and subprocesses. Set before
+# anything imports jax.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="afos-test-jax-cache-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
 import pytest
 
 from afos import config as config_lib

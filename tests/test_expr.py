@@ -22,7 +22,10 @@ def test_tree_to_sympy_to_text_to_parse_round_trip(seed):
     random.seed(seed)
     tree = genome.generate_tree(DEFAULT, PSET)
     e = tree_to_sympy(tree)
-    assert parse(to_text(e)) == e
+    if e.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):  # e.g. div(a, sub(x, x)): no function at all
+        assert not analyse(e).accepted
+    else:
+        assert parse(to_text(e)) == e
     # and the genome text reads back to the same tree
     assert genome.to_text(genome.from_text(genome.to_text(tree), PSET)) == genome.to_text(tree)
 

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from afos import archive, config, genome, search, space, types
+from afos import archive, config, driver, genome, search, space, types
 
 RUN_FILES = {"config.toml", "evaluations.jsonl", "checkpoint.json", "pareto.csv"}
 TIMING = {"seconds"}
@@ -16,7 +16,7 @@ def _lines(run_dir):
 
 def test_end_to_end_tiny_search_writes_the_run_files(tmp_path, tiny_config):
     run_dir = tmp_path / "run"
-    state = search.run(tiny_config, run_dir)
+    state = driver.run(tiny_config, run_dir)
     assert {p.name for p in run_dir.iterdir()} >= RUN_FILES
 
     records = archive.read_jsonl(run_dir / archive.EVALUATIONS)
@@ -31,7 +31,7 @@ def test_end_to_end_tiny_search_writes_the_run_files(tmp_path, tiny_config):
     assert any(r["status"] == types.OK for r in records)
 
     front = archive.read_pareto_csv(run_dir)
-    assert front and front == search.front_of(state)
+    assert front and front == driver.front_of(state)
     accs = [e.val_accuracy for e in front]
     assert accs == sorted(accs) and len(set(e.complexity for e in front)) == len(front)
     scored = {(r["expr"], r["val_accuracy"]) for r in records if r["val_accuracy"] is not None}
@@ -44,8 +44,8 @@ def test_end_to_end_tiny_search_writes_the_run_files(tmp_path, tiny_config):
 
 def test_same_seed_same_run(tmp_path, tiny_config):
     a, b = tmp_path / "a", tmp_path / "b"
-    search.run(tiny_config, a)
-    search.run(tiny_config, b)
+    driver.run(tiny_config, a)
+    driver.run(tiny_config, b)
     assert _lines(a) == _lines(b)
     assert (a / "pareto.csv").read_text() == (b / "pareto.csv").read_text()
     assert json.loads((a / "checkpoint.json").read_text()) == json.loads((b / "checkpoint.json").read_text())
@@ -53,9 +53,9 @@ def test_same_seed_same_run(tmp_path, tiny_config):
 
 def test_refuses_to_overwrite_a_run(tmp_path, tiny_config):
     run_dir = tmp_path / "run"
-    search.run(config.override(tiny_config, search={"generations": 0}), run_dir)
+    driver.run(config.override(tiny_config, search={"generations": 0}), run_dir)
     with pytest.raises(archive.RunDirError, match="already holds a run: `afos resume"):
-        search.run(tiny_config, run_dir)
+        driver.run(tiny_config, run_dir)
 
 
 @pytest.mark.parametrize("name", ["default", "afos", "swish"])
