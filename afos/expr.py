@@ -24,6 +24,8 @@ from afos.primitives import STANDARD_ACTIVATIONS, X
 MAX_TEXT_LENGTH = 2000
 MAX_DEPTH = 48
 MAX_EXPONENT = 16
+# Bound on numbers (and on rational denominators) in parsed text, literal or folded.
+MAX_CONSTANT = 1e12
 
 # Points of the screen ([-10, 10], dense) and of the fingerprint (also beyond).
 SCREEN_POINTS = np.linspace(-10.0, 10.0, 401, dtype=np.float32)
@@ -110,45 +112,72 @@ _BINOPS = {
     ast.Mult: lambda a, b: a * b,
     ast.Div: lambda a, b: a / b,
     ast.Pow: None,  # checked exponent, below
-    ast.BitXor: None,  # users write x^2 for x**2
 }
 
 
 class _Builder:
+    """Builds sympy from a whitelisted ``ast``; every rejection names the offending position."""
+
     def __init__(self, text: str):
         self.text = text
+        self.lead = len(text) - len(text.lstrip())  # characters stripped before ast.parse sees the text
+        self.lines = text.strip().splitlines() or [""]
+        # Users write x^2 for x**2 and mean it to bind tighter than + (Python's ^ binds looser).
+        self.source = text.strip().replace("^", "**")
+
+    def where(self, lineno: int | None, col: int | None, in_bytes: bool = True) -> str:
+        """`` at column C`` (or `` at line L, column C``) in characters of the original text."""
+        if lineno is None or col is None or not 1 <= lineno <= len(self.lines):
+            return ""
+        line = self.lines[lineno - 1]
+        if in_bytes:  # ast node offsets count UTF-8 bytes; users count characters
+            col = len(line.replace("^", "**").encode()[:col].decode(errors="ignore"))
+        col = _written_column(line, col)
+        if lineno == 1:
+            return f" at column {col + self.lead + 1}"
+        return f" at line {lineno}, column {col + 1}"
 
     def fail(self, node: ast.AST | None, message: str) -> ExpressionError:
-        col = getattr(node, "col_offset", None)
-        where = f" at column {col + 1}" if col is not None else ""
-        return ExpressionError(f"bad expression {self.text!r}{where}: {message}")
+        where = self.where(getattr(node, "lineno", None), getattr(node, "col_offset", None))
+        return ExpressionError(f"bad expression {_shown(self.text)}{where}: {message}")
+
+    def number(self, node: ast.AST, value: sympy.Expr) -> sympy.Expr:
+        """Keeps numbers small, so that folding constants (``(9**16)**16``) cannot exhaust memory or time."""
+        if value.is_Number:
+            parts = (value.p, value.q) if value.is_Rational else (value,)
+            if any(abs(v) > MAX_CONSTANT for v in parts):
+                raise self.fail(node, f"constant is larger than {MAX_CONSTANT:g} (or has a denominator that is)")
+        return value
 
     def build(self, node: ast.AST, depth: int = 0) -> sympy.Expr:
         if depth > MAX_DEPTH:
             raise self.fail(node, f"nested deeper than {MAX_DEPTH} levels")
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, int | float):
-                raise self.fail(node, f"only numbers are allowed as constants, not {node.value!r}")
-            if not np.isfinite(node.value):
+                raise self.fail(node, f"only numbers are allowed as constants, not {_shown(node.value)}")
+            if isinstance(node.value, float) and not np.isfinite(node.value):
                 raise self.fail(node, "constant is not finite")
-            return sympy.Integer(node.value) if isinstance(node.value, int) else sympy.Float(node.value)
+            value = sympy.Integer(node.value) if isinstance(node.value, int) else sympy.Float(node.value)
+            return self.number(node, value)
         if isinstance(node, ast.Name):
             if node.id in _CONSTANTS:
                 return _CONSTANTS[node.id]
-            raise self.fail(node, f"unknown name {node.id!r} (the variable is x)")
+            raise self.fail(node, f"unknown name {_shown(node.id)} (the variable is x)")
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
             operand = self.build(node.operand, depth + 1)
             return -operand if isinstance(node.op, ast.USub) else operand
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
             left = self.build(node.left, depth + 1)
             right = self.build(node.right, depth + 1)
-            if isinstance(node.op, ast.Pow | ast.BitXor):
-                if right.is_Number and abs(float(right)) > MAX_EXPONENT:
-                    raise self.fail(node, f"exponent {right} is larger than {MAX_EXPONENT}")
-                return left**right
-            return _BINOPS[type(node.op)](left, right)
+            if isinstance(node.op, ast.Pow):
+                if right.is_Number and abs(right) > MAX_EXPONENT:
+                    raise self.fail(node.right, f"exponent {right} is larger than {MAX_EXPONENT}")
+                return self.number(node, left**right)
+            return self.number(node, _BINOPS[type(node.op)](left, right))
         if isinstance(node, ast.Call):
             return self.call(node, depth)
+        if isinstance(node, ast.UnaryOp | ast.BinOp | ast.BoolOp):
+            raise self.fail(node, f"operator {type(node.op).__name__} is not allowed")
         raise self.fail(node, f"{type(node).__name__} is not allowed")
 
     def call(self, node: ast.Call, depth: int) -> sympy.Expr:
@@ -156,7 +185,7 @@ class _Builder:
             raise self.fail(node, "only calls of named functions are allowed")
         name = node.func.id
         if name not in _FUNCTIONS:
-            raise self.fail(node, f"unknown function {name!r}")
+            raise self.fail(node, f"unknown function {_shown(name)}")
         if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
             raise self.fail(node, f"{name}() takes plain positional arguments")
         fn, (lo, hi) = _FUNCTIONS[name]
@@ -164,6 +193,21 @@ class _Builder:
             want = str(lo) if lo == hi else f"{lo} to {hi}"
             raise self.fail(node, f"{name}() takes {want} argument(s), got {len(node.args)}")
         return fn(*(self.build(a, depth + 1) for a in node.args))
+
+
+def _written_column(line: str, col: int) -> int:
+    """Column ``col`` of ``line`` as the parser saw it (each ^ as **) -> the column as written."""
+    written = seen = 0
+    while written < len(line) and seen < col:
+        seen += 2 if line[written] == "^" else 1
+        written += 1
+    return written
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """``repr`` of a piece of user text, cut short: error messages stay one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
 def parse(text: str) -> sympy.Expr:
@@ -180,17 +224,18 @@ def parse(text: str) -> sympy.Expr:
         raise ExpressionError("expression is empty")
     depth = 0
     for i, ch in enumerate(text):
-        depth += (ch == "(") - (ch == ")")
+        depth += (ch in "([{") - (ch in ")]}")
         if depth > MAX_DEPTH:
             raise ExpressionError(f"bad expression at column {i + 1}: nested deeper than {MAX_DEPTH} levels")
+    builder = _Builder(text)
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        tree = ast.parse(builder.source, mode="eval")
     except (SyntaxError, RecursionError, MemoryError, ValueError) as err:
-        col = getattr(err, "offset", None)
-        where = f" at column {col}" if col else ""
-        raise ExpressionError(f"bad expression {text!r}{where}: not valid syntax") from None
+        offset = getattr(err, "offset", None)
+        where = builder.where(getattr(err, "lineno", None), offset and offset - 1, in_bytes=False)
+        raise ExpressionError(f"bad expression {_shown(text)}{where}: not valid syntax") from None
     try:
-        return _Builder(text).build(tree.body)
+        return builder.build(tree.body)
     except RecursionError:
         raise ExpressionError(f"bad expression: nested deeper than {MAX_DEPTH} levels") from None
 

@@ -1,0 +1,138 @@
+"""Discovered activations as code: JAX, Flax, NumPy, PyTorch, TensorFlow/Keras, LaTeX, SymPy.
+
+One module per target (``export_<name>.py``), each with ``render(items) -> str``,
+and one registry, :data:`EXPORTERS`, looked up by name. The array targets write
+a self-contained Python file (it does not import afos) that reproduces the safe
+numerics of ``afos.compile`` operation by operation, so the exported function
+computes what afos measured, values and gradients (``tests/test_export.py``).
+
+    >>> from afos import export
+    >>> print(export.export_source("torch", expr="x*sigmoid(x)"))        # doctest: +SKIP
+    >>> print(export.export_source("latex", run_dir="runs/r1", top=3))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from afos import archive
+from afos.export import (
+    export_flax,
+    export_jax,
+    export_latex,
+    export_numpy,
+    export_sympy,
+    export_tensorflow,
+    export_torch,
+)
+from afos.export.codegen import ExportError
+from afos.export.items import Item
+from afos.expr import ExpressionError, parse
+
+__all__ = ["EXPORTERS", "ExportError", "Exporter", "Item", "export_source", "get", "items_from_run", "render"]
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """One export target.
+
+    Attributes:
+        name: registry key, the ``--format`` of ``afos export``.
+        suffix: file name suffix of what it writes.
+        render: items -> the text of the file.
+        description: one line for help texts.
+    """
+
+    name: str
+    suffix: str
+    render: Callable[[Sequence[Item]], str]
+    description: str
+
+
+EXPORTERS: dict[str, Exporter] = {
+    e.name: e
+    for e in (
+        Exporter("jax", ".py", export_jax.render, "elementwise jax.numpy function"),
+        Exporter("flax", ".py", export_flax.render, "JAX function for act= and a parameter-free nnx.Module"),
+        Exporter("numpy", ".py", export_numpy.render, "NumPy function (values only; erf from SciPy)"),
+        Exporter("torch", ".py", export_torch.render, "PyTorch function (autograd) and nn.Module"),
+        Exporter("tensorflow", ".py", export_tensorflow.render, "TensorFlow function and serializable Keras layer"),
+        Exporter("latex", ".tex", export_latex.render, "LaTeX formula"),
+        Exporter("sympy", ".py", export_sympy.render, "SymPy source rebuilding the expression"),
+    )
+}
+
+
+def get(name: str) -> Exporter:
+    """The exporter called ``name``, or an ExportError naming the allowed ones."""
+    try:
+        return EXPORTERS[name]
+    except KeyError:
+        raise ExportError(f"unknown format {name!r} (allowed: {', '.join(EXPORTERS)})") from None
+
+
+def render(items: Sequence[Item], fmt: str) -> str:
+    """The source of ``items`` in format ``fmt``."""
+    if not items:
+        raise ExportError("nothing to export")
+    return get(fmt).render(items)
+
+
+def items_from_run(run_dir: str | Path, top: int | None = None, rank: int | None = None) -> list[Item]:
+    """Front entries of a run, most accurate first: the ``top`` K, or the one of 1-based ``rank`` (default: 1).
+
+    Ties in validation accuracy go to the simpler function.
+
+    Raises:
+        ExportError: not a run directory, nothing scored yet, or a bad ``top``/``rank``.
+    """
+    if top is not None and rank is not None:
+        raise ExportError("give either top or rank, not both")
+    run_dir = Path(run_dir)
+    if not (run_dir / archive.CONFIG).is_file():
+        raise ExportError(f"{run_dir} is not an afos run directory (no {archive.CONFIG})")
+    front = archive.read_pareto_csv(run_dir)
+    if not front:
+        front = archive.front_from_records(archive.read_jsonl(run_dir / archive.EVALUATIONS))
+    if not front:
+        raise ExportError(f"{run_dir} has no scored functions yet")
+    ranked = sorted(front, key=lambda e: (-e.val_accuracy, e.complexity, e.expression))
+    if top is not None:
+        if top < 1:
+            raise ExportError(f"top must be at least 1, got {top}")
+        chosen = list(enumerate(ranked[:top], start=1))
+    else:
+        rank = 1 if rank is None else rank
+        if not 1 <= rank <= len(ranked):
+            raise ExportError(f"rank {rank} is out of range: the front of {run_dir} has {len(ranked)} entries")
+        chosen = [(rank, ranked[rank - 1])]
+    items = []
+    for r, entry in chosen:
+        try:
+            expr = parse(entry.expression)
+        except ExpressionError as err:
+            raise ExportError(f"{run_dir / archive.PARETO}, rank {r}: {err}") from None
+        items.append(Item(expr, rank=r, entry=entry, run_dir=str(run_dir)))
+    return items
+
+
+def export_source(fmt: str, *, expr: str | None = None, run_dir: str | Path | None = None,
+                  top: int | None = None, rank: int | None = None) -> str:
+    """Source code in format ``fmt`` for the expression text ``expr``, or for entries of a run.
+
+    Raises:
+        ExportError: bad format, run, rank, or both/neither of expr and run_dir.
+        ExpressionError: ``expr`` is outside the safe grammar (the parser's one-line message).
+    """
+    get(fmt)  # an unknown format fails before any work
+    if (expr is None) == (run_dir is None):
+        raise ExportError("give either an expression or a run directory")
+    if expr is not None:
+        if top is not None or rank is not None:
+            raise ExportError("top and rank select entries of a run, not of an expression")
+        items = [Item(parse(expr))]
+    else:
+        items = items_from_run(run_dir, top=top, rank=rank)
+    return render(items, fmt)

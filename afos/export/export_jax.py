@@ -1,0 +1,60 @@
+"""Export to JAX: an elementwise ``activation(x)`` in jax.numpy, the same operations afos compiles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sympy
+
+from afos.export.codegen import IPOW_SOURCE, Dialect, assemble, expression_code, function_source
+from afos.export.items import Item, docstring, names
+from afos.primitives import sigmoid, softplus
+
+DIALECT = Dialect(
+    functions={
+        sympy.exp: "_safe_exp({0})",
+        sympy.log: "_safe_log({0})",
+        sympy.sin: "jnp.sin({0})",
+        sympy.cos: "jnp.cos({0})",
+        sympy.tan: "jnp.tan({0})",
+        sympy.tanh: "jnp.tanh({0})",
+        sympy.sinh: "_safe_sinh({0})",
+        sympy.cosh: "_safe_cosh({0})",
+        sympy.asinh: "jnp.arcsinh({0})",
+        sympy.atan: "jnp.arctan({0})",
+        sympy.erf: "jax.scipy.special.erf({0})",
+        sympy.erfc: "jax.scipy.special.erfc({0})",
+        sympy.Abs: "jnp.abs({0})",
+        sympy.sign: "jnp.sign({0})",
+        sympy.Max: "jnp.maximum({0}, {1})",
+        sympy.Min: "jnp.minimum({0}, {1})",
+        sigmoid: "jax.nn.sigmoid({0})",
+        softplus: "jax.nn.softplus({0})",
+    },
+    constant="jnp.full_like(x, {0})",
+    helpers={
+        "_safe_exp": "def _safe_exp(a):\n    return jnp.exp(jnp.minimum(a, EXP_CLIP))\n",
+        "_safe_sinh": "def _safe_sinh(a):\n    return jnp.sinh(jnp.clip(a, -EXP_CLIP, EXP_CLIP))\n",
+        "_safe_cosh": "def _safe_cosh(a):\n    return jnp.cosh(jnp.clip(a, -EXP_CLIP, EXP_CLIP))\n",
+        "_safe_sqrt": "def _safe_sqrt(a):\n    return jnp.sqrt(jnp.maximum(a, TINY))\n",
+        "_safe_log": "def _safe_log(a):\n    return jnp.log(jnp.maximum(a, TINY))\n",
+        "_safe_denominator": (
+            "def _safe_denominator(b):\n"
+            "    # jnp.where picks the branch, so the gradient only flows through a finite one.\n"
+            "    return jnp.where(jnp.abs(b) < DIV_EPS, jnp.where(b < 0, -DIV_EPS, DIV_EPS), b)\n"
+        ),
+        "_ipow": IPOW_SOURCE,
+        "_rpow": "def _rpow(a, e):\n    return jnp.power(jnp.maximum(a, TINY), e)\n",
+    },
+    imports=(("jax.", "import jax"), ("jax.scipy", "import jax.scipy.special"), ("jnp.", "import jax.numpy as jnp")),
+)
+
+
+def function_sources(items: Sequence[Item]) -> list[str]:
+    """The ``def activation(x)`` of each item in JAX (shared with the Flax exporter)."""
+    return [function_source(fn, expression_code(it.expr, DIALECT), f"{it.text}, elementwise (jit, grad, vmap work).")
+            for it, (fn, _) in zip(items, names(items), strict=True)]
+
+
+def render(items: Sequence[Item]) -> str:
+    return assemble(docstring(items, "JAX"), function_sources(items), DIALECT)
