@@ -1,0 +1,31 @@
+"""notebooks/explore_run.ipynb executes on a tiny run (nbclient), so it cannot rot."""
+
+import os
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from afos import archive
+from afos.cli import main
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore_run.ipynb"
+
+
+def test_explore_run_notebook_executes_on_a_tiny_run(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    assert main(["search", "--run-dir", str(run_dir), "--population", "2", "--generations", "1",
+                 "--train-size", "128", "--val-size", "64", "--seed", "5"]) == 0
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    monkeypatch.setenv("AFOS_RUN_DIR", str(run_dir))
+    monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
+    assert len(images) == 3
+    front = archive.read_pareto_csv(run_dir)
+    assert f"run {run_dir}:" in text and f"front of {len(front)}" in text
+    for e in front:
+        assert e.expression in text
