@@ -118,9 +118,7 @@ def test_sigint_finishes_the_evaluation_in_flight_and_says_how_to_resume(tmp_pat
     run_dir = tmp_path / "run"
     proc = _afos("search", "--run-dir", str(run_dir), *ARGS)
     log = run_dir / archive.EVALUATIONS
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 2):
-        time.sleep(0.1)
+    _wait_for_lines(run_dir, 2, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130
@@ -134,10 +132,7 @@ def test_sigint_finishes_the_evaluation_in_flight_and_says_how_to_resume(tmp_pat
 def test_second_sigint_stops_at_once_without_losing_finished_lines(tmp_path, baseline):
     run_dir = tmp_path / "run"
     proc = _afos("search", "--run-dir", str(run_dir), *ARGS)
-    log = run_dir / archive.EVALUATIONS
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and not log.exists():
-        time.sleep(0.05)
+    _wait_for_lines(run_dir, 1, proc)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
