@@ -29,6 +29,8 @@ class FitnessSettings:
     train_size: int = 0
     val_size: int = 0
     seed: int = 0  # initialisation and batch order of every fitness evaluation
+    topology: tuple[int, ...] = ()  # hidden widths of the ``mlp`` model (empty: its default)
+    data_dir: str = ""  # where dataset files are looked for first (empty: $AFOS_DATA_DIR, then system paths)
 
 
 @dataclass(frozen=True)
@@ -39,22 +41,43 @@ class TrainResult:
     diverged: bool
 
 
+def _with_mode(graphdef: nnx.GraphDef, params: nnx.State, rest: nnx.State, training: bool) -> nnx.Module:
+    """The model in training mode (dropout on, batch statistics) or evaluation mode (running averages)."""
+    model = nnx.merge(graphdef, params, rest)
+    model.set_attributes(deterministic=not training, use_running_average=not training, raise_if_not_found=False)
+    return model
+
+
 def make_steps(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
-    """Pure ``train_step(params, opt_state, x, y)`` and ``eval_step(params, x, y)`` for one model."""
+    """Pure ``train_step(state, opt_state, x, y)`` and ``eval_step(state, x, y)`` for one model.
 
-    def loss_fn(params, x, y):
-        logits = nnx.merge(graphdef, params)(x)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean(), logits
+    ``state`` is the model's state: its parameters alone (``nnx.split(model, nnx.Param)``, enough for
+    models without dropout or batch norm) or all of it (``nnx.split(model)``: parameters, batch
+    statistics and the dropout RNG, which advances every step). The optimizer only ever sees the
+    parameters: ``opt_state = tx.init(nnx.state(model, nnx.Param))``. ``train_step`` returns the new
+    state (same structure), ``opt_state`` and the mean loss; ``eval_step`` returns the summed loss and
+    the number of correct predictions, in evaluation mode.
+    """
+
+    def loss_fn(params, rest, x, y, training):
+        # fresh Variables at this trace level: dropout advances its RNG count inside the gradient trace
+        rest = jax.tree.map(lambda leaf: leaf, rest)
+        model = _with_mode(graphdef, params, rest, training)
+        logits = model(x)
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, (logits, nnx.state(model, nnx.Not(nnx.Param)))
 
     @jax.jit
-    def train_step(params, opt_state, x, y):
-        (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, x, y)
+    def train_step(state, opt_state, x, y):
+        params, rest = nnx.split_state(state, nnx.Param, ...)
+        (loss, (_, rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, x, y, True)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return nnx.merge_state(optax.apply_updates(params, updates), rest), opt_state, loss
 
     @jax.jit
-    def eval_step(params, x, y):
-        loss, logits = loss_fn(params, x, y)
+    def eval_step(state, x, y):
+        params, rest = nnx.split_state(state, nnx.Param, ...)
+        loss, (logits, _) = loss_fn(params, rest, x, y, False)
         correct = jnp.sum(jnp.argmax(logits, -1) == y)
         return loss * y.shape[0], correct
 
@@ -86,10 +109,11 @@ def fit(act: Act, dataset: Dataset, settings: FitnessSettings, on_epoch: EpochHo
 
     ``on_epoch`` is called after every epoch (for learning curves); the search passes none.
     """
-    model = models.build(settings.model, act, dataset.input_shape, dataset.num_classes, settings.seed)
-    graphdef, params = nnx.split(model, nnx.Param)
+    options = {"topology": tuple(settings.topology)} if settings.topology else {}
+    model = models.build(settings.model, act, dataset.input_shape, dataset.num_classes, settings.seed, **options)
+    graphdef, state = nnx.split(model)  # the whole state: parameters, batch statistics, dropout RNG
     tx = optax.adam(settings.learning_rate)
-    opt_state = tx.init(params)
+    opt_state = tx.init(nnx.state(model, nnx.Param))
     train_step, eval_step = make_steps(graphdef, tx)
     train = dataset.train
     rng = np.random.default_rng(settings.seed)
@@ -97,14 +121,14 @@ def fit(act: Act, dataset: Dataset, settings: FitnessSettings, on_epoch: EpochHo
     for epoch in range(settings.epochs):
         losses = []
         for idx in epoch_batches(len(train), settings.batch_size, rng):
-            params, opt_state, loss = train_step(params, opt_state, train.x[idx], train.y[idx])
+            state, opt_state, loss = train_step(state, opt_state, train.x[idx], train.y[idx])
             losses.append(loss)
         train_loss = float(jnp.mean(jnp.stack(losses))) if losses else float("nan")
         if on_epoch is not None:
-            on_epoch(epoch, train_loss, lambda split, p=params: evaluate_split(eval_step, p, split))
+            on_epoch(epoch, train_loss, lambda split, s=state: evaluate_split(eval_step, s, split))
         if not np.isfinite(train_loss):
             break  # diverged: later epochs cannot bring it back
-    val_loss, val_acc = evaluate_split(eval_step, params, dataset.val)
+    val_loss, val_acc = evaluate_split(eval_step, state, dataset.val)
     diverged = not (np.isfinite(train_loss) and np.isfinite(val_loss))
     return TrainResult(val_acc, val_loss, train_loss, diverged)
 
