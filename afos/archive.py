@@ -25,7 +25,15 @@ PREVIOUS_CHECKPOINT = "checkpoint.prev.json"
 PARETO = "pareto.csv"
 CHECKPOINT_FORMAT = "afos-checkpoint"
 CHECKPOINT_VERSION = 1
-PARETO_COLUMNS = ("expression", "val_accuracy", "complexity", "val_loss", "generation", "fingerprint", "tree")
+VALIDATION = "validation.csv"  # written by `afos validate` (held-out test split, fresh seeds)
+VALIDATION_DIR = "validation"  # its benchmark directory (resumable)
+PARETO_COLUMNS = ("expression", "val_accuracy", "complexity", "val_loss", "generation", "fingerprint", "tree",
+                  "val_accuracy_std", "seeds")
+# Statuses of evaluation lines that are not candidates of the search: a standard activation scored under
+# the same protocol (generation ANCHOR_GENERATION), and a front member re-scored on more seeds (racing).
+ANCHOR = "anchor"
+RESCORED = "rescored"
+ANCHOR_GENERATION = -1
 
 
 class RunDirError(RuntimeError):
@@ -149,6 +157,8 @@ class FrontEntry:
     generation: int
     fingerprint: str
     tree: str
+    val_accuracy_std: float | None = None  # across the seeds below (None for one seed)
+    seeds: int = 1  # initialisation seeds the accuracy is the mean of
 
 
 def pareto_front(entries: Iterable[FrontEntry]) -> list[FrontEntry]:
@@ -168,14 +178,24 @@ def pareto_front(entries: Iterable[FrontEntry]) -> list[FrontEntry]:
 
 
 def front_from_records(records: Iterable[dict[str, Any]]) -> list[FrontEntry]:
-    """The front over every scored line of an evaluations file."""
-    entries = [
-        FrontEntry(r["expr"], r["val_accuracy"], r["complexity"], r.get("val_loss"), r["generation"],
-                   r["fingerprint"], r["tree"])
-        for r in records
-        if r.get("val_accuracy") is not None
-    ]
+    """The front over every scored line of an evaluations file (anchors aside, re-scorings applied)."""
+    records = [r for r in records if r.get("status") != ANCHOR]
+    latest = {r["fingerprint"]: r for r in records if r.get("status") == RESCORED}
+    entries = []
+    for r in records:
+        if r.get("status") == RESCORED:
+            continue
+        s = latest.get(r["fingerprint"], r)
+        if s.get("val_accuracy") is not None:
+            entries.append(FrontEntry(r["expr"], s["val_accuracy"], r["complexity"], s.get("val_loss"),
+                                      r["generation"], r["fingerprint"], r["tree"], s.get("val_accuracy_std"),
+                                      s.get("seeds", 1)))
     return pareto_front(entries)
+
+
+def anchors_from_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The anchor lines of an evaluations file, in configured order."""
+    return sorted((r for r in records if r.get("status") == ANCHOR), key=lambda r: r["index"])
 
 
 def write_pareto_csv(run_dir: Path, front: list[FrontEntry]) -> None:
@@ -183,8 +203,25 @@ def write_pareto_csv(run_dir: Path, front: list[FrontEntry]) -> None:
     writer = csv.writer(buf)
     writer.writerow(PARETO_COLUMNS)
     for e in front:
-        writer.writerow([getattr(e, c) for c in PARETO_COLUMNS])
+        writer.writerow(["" if getattr(e, c) is None else getattr(e, c) for c in PARETO_COLUMNS])
     write_text_atomic(run_dir / PARETO, buf.getvalue())
+
+
+def read_validation_csv(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of ``validation.csv`` (empty if the run was not validated)."""
+    path = Path(run_dir) / VALIDATION
+    return list(csv.DictReader(path.read_text().splitlines())) if path.exists() else []
+
+
+def format_validation_row(row: dict[str, str]) -> tuple[str, str]:
+    """(test accuracy 'mean ± std', 'difference to relu [95% CI] p=Wilcoxon') of a validation.csv row."""
+    def num(key: str, fmt: str = "+.4f") -> str:
+        return "?" if not row.get(key) else format(float(row[key]), fmt)
+
+    acc = f"{num('test_accuracy_mean', '.4f')} ± {num('test_accuracy_std', '.4f')}"
+    if row["activation"] == "relu":
+        return acc, "(baseline)"
+    return acc, f"{num('diff_vs_relu')} [{num('diff_ci_low')}, {num('diff_ci_high')}] p={num('wilcoxon_p', '.3g')}"
 
 
 def read_pareto_csv(run_dir: Path) -> list[FrontEntry]:
@@ -194,6 +231,7 @@ def read_pareto_csv(run_dir: Path) -> list[FrontEntry]:
     rows = list(csv.DictReader(path.read_text().splitlines()))
     return [
         FrontEntry(r["expression"], float(r["val_accuracy"]), int(r["complexity"]),
-                   float(r["val_loss"]) if r["val_loss"] else None, int(r["generation"]), r["fingerprint"], r["tree"])
+                   float(r["val_loss"]) if r["val_loss"] else None, int(r["generation"]), r["fingerprint"], r["tree"],
+                   float(r["val_accuracy_std"]) if r.get("val_accuracy_std") else None, int(r.get("seeds") or 1))
         for r in rows
     ]

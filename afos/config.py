@@ -16,6 +16,8 @@ from typing import Any
 import tomli_w
 
 from afos import space as space_lib
+from afos.expr import parse
+from afos.primitives import STANDARD_ACTIVATIONS
 from afos.train import FitnessSettings
 
 
@@ -28,6 +30,7 @@ class SearchSettings:
     crossover_prob: float = 0.7
     mutation_prob: float = 0.4
     novelty_tries: int = 10  # variation retries to produce a function not seen before
+    init_exprs: list[str] = field(default_factory=list)  # warm start: functions that open generation 0
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,33 @@ class EvaluatorSettings:
     backend: str = "auto"
 
 
+DEFAULT_ANCHORS = ("relu", "leaky_relu", "gelu", "swish")
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """How much a fitness value can be trusted: seeds, racing, anchors and held-out validation."""
+
+    fitness_seeds: int = 1  # fitness = mean validation accuracy over this many initialisation seeds
+    race_seeds: int = 0  # racing: front members are re-scored up to this many seeds (<= fitness_seeds: off)
+    race_budget: float = 0.25  # re-scoring trainings per generation, as a fraction of population * fitness_seeds
+    anchors: list[str] = field(default_factory=lambda: list(DEFAULT_ANCHORS))  # standard activations, same protocol
+    validate_top: int = 3  # `afos validate`: functions of the front retrained on fresh seeds
+    validate_seeds: int = 5
+    validate_epochs: int = 5
+
+    @property
+    def max_seeds(self) -> int:
+        """The seeds a confirmed fitness (a raced front member, an anchor) is averaged over."""
+        return max(self.fitness_seeds, self.race_seeds)
+
+
 @dataclass(frozen=True)
 class Config:
     search: SearchSettings = field(default_factory=SearchSettings)
     fitness: FitnessSettings = field(default_factory=FitnessSettings)
     evaluator: EvaluatorSettings = field(default_factory=EvaluatorSettings)
+    protocol: ProtocolSettings = field(default_factory=ProtocolSettings)
     space: space_lib.SearchSpace | None = None  # resolved from search.space
 
     def resolved(self) -> Config:
@@ -53,13 +78,15 @@ class Config:
             "search": dataclasses.asdict(self.search),
             "fitness": dataclasses.asdict(self.fitness),
             "evaluator": dataclasses.asdict(self.evaluator),
+            "protocol": dataclasses.asdict(self.protocol),
         }
         if self.space is not None:
             out["space"] = self.space.to_dict()
         return out
 
 
-SECTIONS = {"search": SearchSettings, "fitness": FitnessSettings, "evaluator": EvaluatorSettings}
+SECTIONS = {"search": SearchSettings, "fitness": FitnessSettings, "evaluator": EvaluatorSettings,
+            "protocol": ProtocolSettings}
 
 
 class ConfigError(ValueError):
@@ -73,7 +100,11 @@ def _section(cls, data: dict, where: str):
         if key not in fields:
             raise ConfigError(f"{where}: unknown key {key!r} (allowed: {', '.join(fields)})")
         default = getattr(cls(), key)
-        if isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default)):
+        if isinstance(default, tuple):  # a list of ints in TOML (e.g. fitness.topology)
+            if not isinstance(value, list | tuple) or not all(type(v) is int for v in value):
+                raise ConfigError(f"{where}.{key}: must be a list of integers, got {value!r}")
+            value = tuple(value)
+        elif isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default)):
             if not (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
                 raise ConfigError(f"{where}.{key}: must be a {type(default).__name__}, got {value!r}")
             value = float(value)
@@ -98,7 +129,7 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
 
 
 def validate(config: Config) -> None:
-    s, f = config.search, config.fitness
+    s, f, p = config.search, config.fitness, config.protocol
     checks = [
         (s.population >= 2, "search.population must be at least 2"),
         (s.generations >= 0, "search.generations must be at least 0"),
@@ -107,10 +138,24 @@ def validate(config: Config) -> None:
         (f.epochs >= 1, "fitness.epochs must be at least 1"),
         (f.batch_size >= 1, "fitness.batch_size must be at least 1"),
         (f.learning_rate > 0, "fitness.learning_rate must be positive"),
+        (all(w >= 1 for w in f.topology), "fitness.topology must be positive layer widths"),
+        (p.fitness_seeds >= 1, "protocol.fitness_seeds must be at least 1"),
+        (p.race_seeds >= 0, "protocol.race_seeds must be at least 0"),
+        (0.0 <= p.race_budget <= 10.0, "protocol.race_budget must be in [0, 10]"),
+        (p.validate_top >= 1 and p.validate_seeds >= 1 and p.validate_epochs >= 1,
+         "protocol.validate_top, validate_seeds and validate_epochs must be at least 1"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    for name in p.anchors:
+        if name not in STANDARD_ACTIVATIONS:
+            raise ConfigError(f"protocol.anchors: unknown activation {name!r} "
+                              f"(available: {', '.join(STANDARD_ACTIVATIONS)})")
+    for text in s.init_exprs:
+        if not isinstance(text, str):
+            raise ConfigError(f"search.init_exprs: {text!r} is not text")
+        parse(text)  # raises ExpressionError (a ValueError) naming the problem
 
 
 def load(path: str | Path) -> Config:

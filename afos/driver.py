@@ -6,28 +6,36 @@ replaced atomically at every generation boundary. Resuming loads the checkpoint
 of the generation in progress, asks the same individuals again (the RNG state is
 in the checkpoint) and reuses the lines already recorded for them, so a run
 stopped at any point ends exactly as if it had never stopped.
+
+Besides one line per individual (``(generation, index)``), a run writes the anchors
+(standard activations scored once, generation -1, status ``anchor``) and, with
+racing, the re-scorings of front members after a generation's individuals
+(indices from the population size on, status ``rescored``). Both are decided
+from the state alone, so resuming reuses them like any other line.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
+import dataclasses
+import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
+
+import sympy
 
 from afos import archive, genome, types
 from afos import config as config_lib
 from afos import data as data_lib
 from afos.config import Config
-from afos.evaluate import Evaluator, Fitness, fitness_values, make_evaluator
-from afos.expr import Analysis
+from afos.evaluate import Evaluator, Fitness, fitness_values
+from afos.expr import Analysis, analyse, parse
+from afos.fitness import MultiSeedEvaluator, SeededEvaluator, accuracies, combine, search_seeds, seeds_of
+from afos.primitives import STANDARD_ACTIVATIONS
+from afos.runlock import LOCK as LOCK  # re-exported: the name of the lock file
+from afos.runlock import run_lock, stop_on_sigint
 from afos.search import Known, Search, SearchState, rng_from_json, rng_to_json
-
-LOCK = "lock.json"
 
 
 class SearchInterruptedError(KeyboardInterrupt):
@@ -63,22 +71,26 @@ def _record(generation: int, index: int, ind, a: Analysis, status: str, fit: Fit
     return {
         "generation": generation,
         "index": index,
-        "tree": genome.to_text(ind),
+        "tree": "" if ind is None else genome.to_text(ind),
         "expr": a.text,
         "key": a.key_hash,
         "fingerprint": a.fingerprint,
-        "complexity": genome.complexity(ind),
+        "complexity": 0 if ind is None else genome.complexity(ind),
         "status": status,
         "reason": fit.reason if fit else a.reason,
         "val_accuracy": fit.val_accuracy if fit else None,
         "val_loss": fit.val_loss if fit else None,
+        "val_accuracy_std": fit.val_accuracy_std if fit else None,
+        "seeds": seeds_of(fit) if fit and fit.status == types.OK else 0,
+        "seed_accuracies": list(accuracies(fit)) if fit and fit.status == types.OK else [],
         "seconds": round(seconds, 4),
     }
 
 
 def _fitness_of(record: dict[str, Any]) -> Fitness:
     status = types.OK if record["val_accuracy"] is not None else types.FAILED
-    return Fitness(status, record["val_accuracy"], record["val_loss"], record["reason"], record["seconds"])
+    return Fitness(status, record["val_accuracy"], record["val_loss"], record["reason"], record["seconds"],
+                   record.get("val_accuracy_std"), tuple(record.get("seed_accuracies") or ()))
 
 
 def _learn(state: SearchState, fingerprint: str, complexity: int, tree: str, expr: str, fit: Fitness,
@@ -89,12 +101,44 @@ def _learn(state: SearchState, fingerprint: str, complexity: int, tree: str, exp
         state.known[fingerprint] = Known(fit, complexity, tree, expr, generation if old is None else old.generation)
 
 
-def front_of(state: SearchState) -> list[archive.FrontEntry]:
-    return archive.pareto_front(
-        archive.FrontEntry(k.expr, k.fitness.val_accuracy, k.complexity, k.fitness.val_loss, k.generation, fp, k.tree)
+def _replay(state: SearchState, record: dict[str, Any]) -> None:
+    """Applies one recorded line of an earlier generation to ``state.known``."""
+    status = record["status"]
+    if status == archive.RESCORED:
+        fp = record["fingerprint"]
+        state.known[fp] = dataclasses.replace(state.known[fp], fitness=_fitness_of(record))
+    elif status not in (types.REJECTED, archive.ANCHOR):
+        _learn(state, record["fingerprint"], record["complexity"], record["tree"], record["expr"],
+               _fitness_of(record), record["generation"])
+
+
+def front_of(state: SearchState, confirmed: int = 1) -> list[archive.FrontEntry]:
+    """The Pareto front of the confirmed functions (scored on at least ``confirmed`` seeds) and the
+    challengers that would join it, scored on fewer seeds so far.
+
+    A challenger cannot push a confirmed function off the front before racing has re-scored it on
+    ``confirmed`` seeds: until then both are listed (the ``seeds`` column tells them apart). Without
+    racing every function is confirmed and this is the plain Pareto front.
+    """
+    entries = [
+        archive.FrontEntry(k.expr, k.fitness.val_accuracy, k.complexity, k.fitness.val_loss, k.generation, fp, k.tree,
+                           k.fitness.val_accuracy_std, seeds_of(k.fitness))
         for fp, k in state.known.items()
         if k.fitness.status == types.OK
-    )
+    ]
+    front = archive.pareto_front(entries)
+    if all(e.seeds >= confirmed for e in front):
+        return front
+    incumbents = archive.pareto_front(e for e in entries if e.seeds >= confirmed)
+    merged = {e.fingerprint: e for e in incumbents + [e for e in front if e.seeds < confirmed]}
+    return sorted(merged.values(), key=lambda e: (e.complexity, -e.val_accuracy, e.generation, e.expression))
+
+
+def _next_challenger(state: SearchState, confirmed: int) -> str | None:
+    """The most accurate challenger of the front (scored on fewer than ``confirmed`` seeds), if any."""
+    challengers = sorted((e for e in front_of(state, confirmed) if e.seeds < confirmed),
+                         key=lambda e: (-e.val_accuracy, e.complexity, e.fingerprint))
+    return challengers[0].fingerprint if challengers else None
 
 
 # --- one generation -------------------------------------------------------------------
@@ -117,16 +161,21 @@ class _Generation:
             _learn(self.state, a.fingerprint, c, genome.to_text(ind), a.text, fit, g)
         else:
             ind.fitness.values = types.WORST_FITNESS
+        self._write(_record(g, i, ind, a, status, fit, seconds), self.reporter.evaluated)
+
+    def _write(self, record: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> None:
+        """Appends ``record`` unless the same line was recorded before an interruption."""
+        g, i = record["generation"], record["index"]
         old = self.recorded.get((g, i))
         if old is not None:
-            if old["tree"] != genome.to_text(ind):
-                raise archive.RunDirError(f"{self.log}: line for generation {g}, index {i} holds {old['tree']!r} "
-                                          f"but the checkpoint asks {genome.to_text(ind)!r}")
-            self.reporter.evaluated(old)
+            if (old["tree"], old["status"]) != (record["tree"], record["status"]):
+                raise archive.RunDirError(f"{self.log}: line for generation {g}, index {i} holds {old['status']} "
+                                          f"{old['tree']!r} but the checkpoint asks {record['status']} "
+                                          f"{record['tree']!r}")
+            report(old)
             return
-        record = _record(g, i, ind, a, status, fit, seconds)
         archive.append_jsonl(self.log, record)
-        self.reporter.evaluated(record)
+        report(record)
         if self.stop():
             raise SearchInterruptedError
 
@@ -149,6 +198,51 @@ class _Generation:
         for j, fit in evaluator.evaluate([self.search.analysis(self.offspring[i]) for i in pending]):
             self._finish(pending[j], fit, todo)
 
+    def race(self, seeded: SeededEvaluator) -> None:
+        """Re-scores front members on more seeds (doubling, up to ``race_seeds``) within the generation's budget.
+
+        The most accurate unconfirmed front member goes first, so a function that entered the front on a
+        lucky draw is measured again before it can push out an incumbent scored on more seeds. Each
+        re-scoring is a line of its own (status ``rescored``, index after the generation's individuals).
+        """
+        config = self.search.config
+        p, g = config.protocol, self.state.generation
+        if p.max_seeds <= p.fitness_seeds:
+            return
+        seeds = search_seeds(config.fitness, p.max_seeds)
+        budget = math.floor(p.race_budget * config.search.population * p.fitness_seeds + 1e-9)
+        index = len(self.offspring)
+        while (fp := _next_challenger(self.state, p.max_seeds)) is not None:
+            known = self.state.known[fp]
+            have = seeds_of(known.fitness)
+            want = min(p.max_seeds, 2 * have)
+            if want - have > budget:
+                break
+            budget -= want - have
+            ind = genome.from_text(known.tree, self.search.pset)
+            a = self.search.analysis(ind)
+            old = self.recorded.get((g, index))
+            if old is not None and old["status"] == archive.RESCORED and old["fingerprint"] == fp:
+                fit, seconds = _fitness_of(old), old["seconds"]
+            else:
+                _, extra = next(iter(seeded.evaluate([a], seeds[have:want])))
+                fit, seconds = combine(known.fitness, extra), extra.seconds
+            self._rescore(fp, fit)
+            record = _record(g, index, ind, a, archive.RESCORED, fit, seconds)
+            self._write(record, self._report_rescore)
+            index += 1
+
+    def _rescore(self, fingerprint: str, fit: Fitness) -> None:
+        self.state.known[fingerprint] = dataclasses.replace(self.state.known[fingerprint], fitness=fit)
+        for ind in self.state.population + self.offspring:
+            if self.search.analysis(ind).fingerprint == fingerprint:
+                ind.fitness.values = fitness_values(fit, genome.complexity(ind))
+
+    def _report_rescore(self, record: dict[str, Any]) -> None:
+        acc = "failed" if record["val_accuracy"] is None else f"{record['val_accuracy']:.4f}"
+        std = "" if record["val_accuracy_std"] is None else f" ± {record['val_accuracy_std']:.4f}"
+        self.reporter.message(f"re-scored {record['expr']} on {record['seeds']} seeds: {acc}{std}")
+
     def _finish(self, first: int, fit: Fitness, todo) -> None:
         for i in todo[self.search.analysis(self.offspring[first]).fingerprint]:
             if i == first:
@@ -158,71 +252,6 @@ class _Generation:
 
 
 # --- run directory --------------------------------------------------------------------
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def run_lock(run_dir: Path, reporter: Reporter) -> Iterator[None]:
-    """One writer per run directory; a lock left by a dead process is taken over."""
-    path = run_dir / LOCK
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            owner = archive.read_json_or_none(path)
-            if owner and owner.get("host") == me["host"] and _process_alive(int(owner.get("pid", -1))):
-                raise archive.RunDirError(f"{run_dir} is being written by process {owner['pid']} "
-                                          f"(lock file {path}); stop it first or wait for it to finish") from None
-            if owner and owner.get("host") != me["host"]:
-                raise archive.RunDirError(f"{run_dir} is locked by process {owner.get('pid')} on host "
-                                          f"{owner.get('host')}; delete {path} if that process is gone") from None
-            reporter.message(f"taking over the stale lock of dead process {owner and owner.get('pid')}")
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(archive.json_text(me))
-        break
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def stop_on_sigint(reporter: Reporter, resume_hint: str) -> Iterator[Callable[[], bool]]:
-    """First Ctrl-C: stop after the evaluation in flight. Second: stop at once (KeyboardInterrupt)."""
-    requested = []
-
-    def handler(signum, frame):
-        if requested:
-            raise KeyboardInterrupt
-        requested.append(True)
-        reporter.message(f"stopping after the evaluation in flight (Ctrl-C again to stop at once); {resume_hint}")
-
-    if not _main_thread():
-        yield lambda: False
-        return
-    previous = signal.signal(signal.SIGINT, handler)
-    try:
-        yield lambda: bool(requested)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def checkpoint_of(state: SearchState) -> dict[str, Any]:
@@ -257,22 +286,56 @@ def new_run_dir(root: str | Path = "runs") -> Path:
 def _load_dataset(config: Config) -> data_lib.Dataset:
     f = config.fitness
     return data_lib.load(f.dataset, seed=f.seed, val_fraction=f.val_fraction, train_size=f.train_size,
-                         val_size=f.val_size)
+                         val_size=f.val_size, data_dir=f.data_dir)
+
+
+def _anchor_record(index: int, name: str, a: Analysis, fit: Fitness) -> dict[str, Any]:
+    record = _record(archive.ANCHOR_GENERATION, index, None, a, archive.ANCHOR, fit, fit.seconds)
+    return record | {"tree": name, "complexity": sum(1 for _ in sympy.preorder_traversal(a.expr))}
+
+
+def _anchors(config: Config, run_dir: Path, recorded: dict, seeded: SeededEvaluator, reporter: Reporter,
+             stop: Callable[[], bool]) -> None:
+    """Scores the configured standard activations once per run, on the seeds of a confirmed fitness.
+
+    They are lines of their own (status ``anchor``, generation -1) and never enter the population.
+    """
+    seeds = search_seeds(config.fitness, config.protocol.max_seeds)
+    for i, name in enumerate(config.protocol.anchors):
+        old = recorded.get((archive.ANCHOR_GENERATION, i))
+        if old is not None:
+            if old["tree"] != name:
+                raise archive.RunDirError(f"{run_dir / archive.EVALUATIONS}: anchor line {i} holds {old['tree']!r} "
+                                          f"but the config asks {name!r}")
+            continue
+        a = analyse(parse(STANDARD_ACTIVATIONS[name]))
+        _, fit = next(iter(seeded.evaluate([a], seeds)))
+        record = _anchor_record(i, name, a, fit)
+        archive.append_jsonl(run_dir / archive.EVALUATIONS, record)
+        acc = "failed" if fit.val_accuracy is None else f"{fit.val_accuracy:.4f}"
+        reporter.message(f"anchor {name} ({record['expr']}): val_accuracy {acc} on {len(seeds)} seed(s)")
+        if stop():
+            raise SearchInterruptedError
 
 
 def _drive(search: Search, state: SearchState, run_dir: Path, recorded: dict, reporter: Reporter) -> SearchState:
-    evaluator = make_evaluator(search.config.evaluator.backend, _load_dataset(search.config), search.config.fitness)
+    config = search.config
+    seeded = SeededEvaluator(config.evaluator.backend, _load_dataset(config), config.fitness)
+    evaluator = MultiSeedEvaluator(seeded, search_seeds(config.fitness, config.protocol.fitness_seeds))
     hint = f"resume with: afos resume {run_dir}"
     with run_lock(run_dir, reporter), stop_on_sigint(reporter, hint) as stop:
         if not (run_dir / archive.CHECKPOINT).exists():
             archive.write_checkpoint(run_dir, checkpoint_of(state))
         try:
+            _anchors(config, run_dir, recorded, seeded, reporter, stop)
             while state.generation <= search.config.search.generations:
                 offspring = search.ask(state)
                 reporter.generation_started(state.generation, len(offspring))
-                _Generation(search, state, offspring, run_dir, recorded, reporter, stop).run(evaluator)
+                generation = _Generation(search, state, offspring, run_dir, recorded, reporter, stop)
+                generation.run(evaluator)
+                generation.race(seeded)
                 state = search.tell(state, offspring)
-                front = front_of(state)
+                front = front_of(state, config.protocol.max_seeds)
                 archive.write_pareto_csv(run_dir, front)
                 archive.write_checkpoint(run_dir, checkpoint_of(state))
                 reporter.generation_finished(state.generation - 1, front)
@@ -335,9 +398,10 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
     data = archive.read_checkpoint(run_dir)
     state = search.init() if data is None else state_from_checkpoint(search, data)
     for r in records:  # what was known when the checkpointed generation began, in the order it was learnt
-        if r["generation"] < state.generation and r["status"] != types.REJECTED:
-            _learn(state, r["fingerprint"], r["complexity"], r["tree"], r["expr"], _fitness_of(r), r["generation"])
-    recorded = {(r["generation"], r["index"]): r for r in records if r["generation"] >= state.generation}
+        if r["generation"] < state.generation:
+            _replay(state, r)
+    recorded = {(r["generation"], r["index"]): r for r in records
+                if r["generation"] >= state.generation or r["status"] == archive.ANCHOR}
     if state.generation > search.config.search.generations:
         reporter.message(f"{run_dir} already has {state.generation} generations; raise --generations to go on")
         return state

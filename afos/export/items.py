@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from afos.archive import FrontEntry
+from afos.archive import FrontEntry, format_validation_row, read_validation_csv
 from afos.expr import to_text
 
 # to_text of a parsed expression only uses these characters: safe inside a docstring.
@@ -53,7 +53,20 @@ class Item:
             loss = "" if e.val_loss is None else f", val_loss {e.val_loss:.6g}"
             lines.append(f"Validation: val_accuracy {e.val_accuracy:.6g}, complexity {e.complexity}{loss}, "
                          f"generation {e.generation}")
+        if self.run_dir is not None and self.entry is not None:
+            lines += validated_lines(self.run_dir, self.entry.expression)
         return lines
+
+
+def validated_lines(run_dir: str, expression: str) -> list[str]:
+    """The held-out numbers of ``afos validate`` for ``expression`` (none if the run was not validated)."""
+    lines = []
+    for row in read_validation_csv(run_dir):
+        if row["expression"] == expression and row["source"] != "anchor":
+            acc, diff = format_validation_row(row)
+            lines.append(f"Test (afos validate, {row['model']}, seeds {row['seeds']}, {row['epochs']} epochs): "
+                         f"accuracy {acc}; vs relu {diff}")
+    return lines
 
 
 def names(items: Sequence[Item], function: str = "activation", cls: str = "Activation") -> list[tuple[str, str]]:

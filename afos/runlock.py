@@ -1,0 +1,84 @@
+"""One writer per run directory, and Ctrl-C that stops a search cleanly (used by ``afos.driver``)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol
+
+from afos import archive
+
+LOCK = "lock.json"
+
+
+class Messenger(Protocol):
+    def message(self, text: str) -> None: ...
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, reporter: Messenger) -> Iterator[None]:
+    """One writer per run directory; a lock left by a dead process is taken over."""
+    path = run_dir / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            owner = archive.read_json_or_none(path)
+            if owner and owner.get("host") == me["host"] and _process_alive(int(owner.get("pid", -1))):
+                raise archive.RunDirError(f"{run_dir} is being written by process {owner['pid']} "
+                                          f"(lock file {path}); stop it first or wait for it to finish") from None
+            if owner and owner.get("host") != me["host"]:
+                raise archive.RunDirError(f"{run_dir} is locked by process {owner.get('pid')} on host "
+                                          f"{owner.get('host')}; delete {path} if that process is gone") from None
+            reporter.message(f"taking over the stale lock of dead process {owner and owner.get('pid')}")
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(archive.json_text(me))
+        break
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def stop_on_sigint(reporter: Messenger, resume_hint: str) -> Iterator[Callable[[], bool]]:
+    """First Ctrl-C: stop after the evaluation in flight. Second: stop at once (KeyboardInterrupt)."""
+    requested = []
+
+    def handler(signum, frame):
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(True)
+        reporter.message(f"stopping after the evaluation in flight (Ctrl-C again to stop at once); {resume_hint}")
+
+    if not _main_thread():
+        yield lambda: False
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(requested)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()

@@ -1,0 +1,115 @@
+"""Held-out confirmation: fresh seeds, the test split only after the search, numbers as scipy computes them."""
+
+import csv
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from afos import archive, bench, config, data, driver, export, validate
+from afos.cli import main
+
+
+@pytest.fixture(scope="module")
+def validated(tmp_path_factory):
+    """A tiny search whose every dataset load is recorded, then `validate` on it."""
+    loaded = []
+    original = data.load
+
+    def recording_load(*args, **kwargs):
+        ds = original(*args, **kwargs)
+        loaded.append(ds)
+        return ds
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(data, "load", recording_load)
+    cfg = config.override(config.Config(), search={"population": 4, "generations": 0, "seed": 2},
+                          fitness={"train_size": 128, "val_size": 64, "seed": 2},
+                          protocol={"anchors": ["relu"]})
+    run_dir = tmp_path_factory.mktemp("validate") / "run"
+    try:
+        driver.run(cfg, run_dir)
+        search_loads = list(loaded)
+        rows = validate.validate(run_dir, top=1, seeds=3, epochs=1)
+    finally:
+        mp.undo()
+    return cfg, run_dir, search_loads, loaded[len(search_loads):], rows
+
+
+def test_the_search_never_reads_the_test_split(validated):
+    _, _, search_loads, validation_loads, _ = validated
+    assert search_loads and all(ds.test_reads == 0 for ds in search_loads)
+    assert validation_loads and all(ds.test_reads > 0 for ds in validation_loads)  # the counter does count
+
+
+def test_validation_seeds_are_disjoint_from_the_search_seeds(validated):
+    cfg, run_dir, _, _, rows = validated
+    used = {cfg.fitness.seed}  # the data split and the one initialisation seed
+    assert validate.used_seeds(cfg) == used
+    fresh = {int(s) for s in rows[0]["seeds"].split()}
+    assert len(fresh) == 3 and not fresh & used
+    spec = bench.read_spec(run_dir / archive.VALIDATION_DIR)
+    assert set(spec.seeds) == fresh
+    # a search whose seeds reach into the benchmark range pushes validation above them
+    late = config.override(cfg, fitness={"seed": bench.FIRST_SEED}, protocol={"race_seeds": 5})
+    seeds = validate.validation_seeds(late, 4)
+    assert min(seeds) > max(validate.used_seeds(late)) and not set(seeds) & validate.used_seeds(late)
+
+
+def test_validation_csv_has_the_columns_and_scipy_numbers(validated):
+    _, run_dir, _, _, _ = validated
+    with open(run_dir / archive.VALIDATION) as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == validate.COLUMNS
+        rows = {r["activation"]: r for r in reader}
+    assert set(rows) == {"front#1", "relu"}
+    assert rows["front#1"]["expression"] == max(archive.read_pareto_csv(run_dir),
+                                                key=lambda e: e.val_accuracy).expression
+    records = archive.read_jsonl(run_dir / archive.VALIDATION_DIR / bench.RESULTS)
+    acc = {(r["activation"], r["seed"]): r["final"]["test_accuracy"] for r in records}
+    seeds = sorted({s for _, s in acc})
+    for label in ("front#1",):
+        own, base = np.array([acc[label, s] for s in seeds]), np.array([acc["relu", s] for s in seeds])
+        row = rows[label]
+        assert float(row["test_accuracy_mean"]) == pytest.approx(own.mean())
+        assert float(row["test_accuracy_std"]) == pytest.approx(own.std(ddof=1))
+        d = own - base
+        assert float(row["diff_vs_relu"]) == pytest.approx(d.mean())
+        if d.std() > 0:
+            low, high = sps.t.interval(0.95, len(d) - 1, loc=d.mean(), scale=sps.sem(d))
+            assert (float(row["diff_ci_low"]), float(row["diff_ci_high"])) == pytest.approx((low, high))
+            assert float(row["wilcoxon_p"]) == pytest.approx(sps.wilcoxon(d).pvalue)
+    assert float(rows["relu"]["diff_vs_relu"]) == 0.0 and float(rows["relu"]["wilcoxon_p"]) == 1.0
+
+
+def test_paired_difference_matches_scipy():
+    a, b = [0.91, 0.90, 0.93, 0.92, 0.95], [0.90, 0.90, 0.91, 0.90, 0.92]
+    out = validate.paired_difference(a, b)
+    d = np.subtract(a, b)
+    low, high = sps.t.interval(0.95, 4, loc=d.mean(), scale=sps.sem(d))
+    assert out["diff_vs_relu"] == pytest.approx(d.mean())
+    assert (out["diff_ci_low"], out["diff_ci_high"]) == pytest.approx((low, high))
+    assert out["wilcoxon_p"] == pytest.approx(sps.wilcoxon(d).pvalue)
+
+
+def test_validating_again_resumes_and_trains_nothing(validated):
+    _, run_dir, _, _, rows = validated
+    before = (run_dir / archive.VALIDATION_DIR / bench.RESULTS).read_text()
+    assert validate.validate(run_dir, top=1, seeds=3, epochs=1) == rows
+    assert main(["validate", str(run_dir), "--top", "1", "--seeds", "3", "--epochs", "1"]) == 0
+    assert (run_dir / archive.VALIDATION_DIR / bench.RESULTS).read_text() == before
+
+
+def test_show_and_export_display_the_validated_numbers(validated, capsys):
+    _, run_dir, _, _, rows = validated
+    assert main(["show", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "Anchors" in out and "Validated on the test split" in out and "(baseline)" in out
+    source = export.export_source("numpy", run_dir=str(run_dir), top=1)
+    front_row = next(r for r in rows if r["activation"] == "front#1")
+    assert f"accuracy {front_row['test_accuracy_mean']:.4f}" in source and "vs relu" in source
+
+
+def test_validate_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
+    assert main(["validate", str(tmp_path)]) == 2
+    assert "is not an afos run directory" in capsys.readouterr().err
