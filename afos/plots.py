@@ -26,7 +26,7 @@ from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from afos import compile as compile_lib  # noqa: E402
 from afos import expr as expr_lib  # noqa: E402
-from afos.archive import FrontEntry  # noqa: E402
+from afos.archive import ANCHOR, RESCORED, FrontEntry  # noqa: E402
 
 DPI = 110
 METRIC_TITLES = {
@@ -169,8 +169,8 @@ def pareto_front(records: list[dict[str, Any]], front: Sequence[FrontEntry]) -> 
 def fitness_history(records: list[dict[str, Any]]) -> Figure:
     """Best and median validation accuracy per generation, and the best found so far."""
     per_gen: dict[int, list[float]] = defaultdict(list)
-    for r in records:
-        if r.get("val_accuracy") is not None:
+    for r in records:  # the population's own lines: not the anchors, not re-scorings of earlier ones
+        if r.get("val_accuracy") is not None and r.get("status") not in (ANCHOR, RESCORED):
             per_gen[r["generation"]].append(r["val_accuracy"])
     gens = sorted(per_gen)
     fig = Figure(figsize=(7, 4), layout="constrained")

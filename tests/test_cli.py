@@ -51,3 +51,12 @@ def test_config_file_with_an_unknown_key(tmp_path, capsys):
 def test_python_dash_m_afos_runs():
     out = subprocess.run([sys.executable, "-m", "afos", "--help"], capture_output=True, text=True, check=True)
     assert "search" in out.stdout and "show" in out.stdout
+
+
+def test_expressions_may_start_with_a_minus(capsys):
+    assert main(["export", "--expr", "-x*erf(exp(-x))", "--format", "latex"]) == 0
+    assert "operatorname{erf}" in capsys.readouterr().out
+    from afos.cli import _shield_leading_minus
+
+    assert _shield_leading_minus(["--seed", "-1", "-o", "f", "--expr", "-x"]) == ["--seed", " -1", "-o", "f",
+                                                                                  "--expr", " -x"]
