@@ -320,7 +320,8 @@ def _anchors(config: Config, run_dir: Path, recorded: dict, seeded: SeededEvalua
 
 def _drive(search: Search, state: SearchState, run_dir: Path, recorded: dict, reporter: Reporter) -> SearchState:
     config = search.config
-    seeded = SeededEvaluator(config.evaluator.backend, _load_dataset(config), config.fitness)
+    candidates = config.search.population * (config.search.generations + 1)  # lets `auto` pick the backend
+    seeded = SeededEvaluator(config.evaluator.backend, _load_dataset(config), config.fitness, candidates)
     evaluator = MultiSeedEvaluator(seeded, search_seeds(config.fitness, config.protocol.fitness_seeds))
     hint = f"resume with: afos resume {run_dir}"
     with run_lock(run_dir, reporter), stop_on_sigint(reporter, hint) as stop:

@@ -71,14 +71,14 @@ class SeededEvaluator:
     candidate is yielded when its last seed is scored.
     """
 
-    def __init__(self, backend: str, dataset: Dataset, settings: FitnessSettings):
-        self.backend, self.dataset, self.settings = backend, dataset, settings
+    def __init__(self, backend: str, dataset: Dataset, settings: FitnessSettings, candidates: int | None = None):
+        self.backend, self.dataset, self.settings, self.candidates = backend, dataset, settings, candidates
         self._evaluators: dict[int, Evaluator] = {}
 
     def for_seed(self, seed: int) -> Evaluator:
         if seed not in self._evaluators:  # kept: a backend may compile or cache per instance
             settings = dataclasses.replace(self.settings, seed=seed)
-            self._evaluators[seed] = make_evaluator(self.backend, self.dataset, settings)
+            self._evaluators[seed] = make_evaluator(self.backend, self.dataset, settings, self.candidates)
         return self._evaluators[seed]
 
     def evaluate(self, candidates: Sequence[Analysis], seeds: Sequence[int]) -> Iterator[tuple[int, Fitness]]:

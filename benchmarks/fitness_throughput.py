@@ -1,0 +1,154 @@
+"""Fitness-evaluation throughput: seconds per generation for afos sequential, afos batched and the floor.
+
+Scores two generations of random candidates of the default search space (the same candidates for
+every method) and prints, per method, the seconds of generation 1 (with compilation) and generation 2,
+then the per-candidate agreement of validation accuracy between sequential and batched.
+
+  floor       relu models, one compiled step for all, trained like the batched mode trains (loop on
+              CPUs, vmapped population with epochs as lax.scan on accelerators): the training work itself.
+
+Reference config of issue 6 (run on the GPU, beside the yardstick, in the same device call):
+  python benchmarks/fitness_throughput.py --dataset fashion_mnist --population 32 --batch-size 128
+CPU variant:
+  python benchmarks/fitness_throughput.py --dataset digits --population 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from afos import batched, models, train, types
+from afos import config as config_lib
+from afos import data as data_lib
+from afos.evaluate import BatchedEvaluator, SequentialEvaluator
+from afos.search import Search
+from afos.train import FitnessSettings
+
+
+def candidates(population: int, seed: int) -> list:
+    """``population`` accepted random candidates of the default space, drawn with ``seed``."""
+    search = Search(config_lib.override(config_lib.Config(), search={"population": 4 * population,
+                                                                     "seed": seed}).resolved())
+    out = [a for a in (search.analysis(ind) for ind in search.ask(search.init())) if a.accepted]
+    return out[:population]
+
+
+def timed(evaluator, population, label: str) -> tuple[float, dict[int, object]]:
+    start = time.perf_counter()
+    rows = dict(evaluator.evaluate(population))
+    seconds = time.perf_counter() - start
+    print(f"  {label}: {seconds:.2f} s", flush=True)
+    return seconds, rows
+
+
+def floor(dataset, settings: FitnessSettings, size: int, mode: str) -> float:
+    """Seconds to train ``size`` relu models (one compiled step, no interpreter) and score them."""
+    options = {"topology": tuple(settings.topology)} if settings.topology else {}
+    model = models.build(settings.model, jax.nn.relu, dataset.input_shape, dataset.num_classes, settings.seed,
+                         selu=False, **options)
+    graphdef, state = nnx.split(model)
+    tx = optax.adam(settings.learning_rate)
+    opt = tx.init(nnx.state(model, nnx.Param))
+    step, eval_step = train.make_steps(graphdef, tx)
+    rng = np.random.default_rng(settings.seed)
+    epochs = [train.epoch_batches(len(dataset.train), settings.batch_size, rng) for _ in range(settings.epochs)]
+    start = time.perf_counter()
+    if mode == "loop":
+        for _ in range(size):
+            s, o = state, opt
+            for batches in epochs:
+                for idx in batches:
+                    s, o, loss = step(s, o, dataset.train.x[idx], dataset.train.y[idx])
+            train.evaluate_split(eval_step, s, dataset.val)
+        return time.perf_counter() - start
+    stack = jax.tree.map(lambda a: jnp.broadcast_to(a, (size, *jnp.shape(a))), (state, opt))
+    vstep = jax.vmap(step, in_axes=(0, 0, None, None))
+    x, y = jnp.asarray(dataset.train.x), jnp.asarray(dataset.train.y)
+
+    @jax.jit
+    def epoch(carry, idx):
+        return jax.lax.scan(lambda c, i: (vstep(*c, x[i], y[i])[:2], None), carry, idx)[0]
+
+    for batches in epochs:
+        stack = epoch(stack, jnp.asarray(np.stack(batches)))
+    veval = jax.jit(jax.vmap(eval_step, in_axes=(0, None, None)))
+    jax.block_until_ready(veval(stack[0], dataset.val.x[:1024], dataset.val.y[:1024]))
+    return time.perf_counter() - start
+
+
+def agreement(exact: dict, fast: dict) -> dict[str, float]:
+    both = [i for i in exact if exact[i].status == fast[i].status == types.OK]
+    diffs = np.array([abs(exact[i].val_accuracy - fast[i].val_accuracy) for i in both])
+    same_status = sum(exact[i].status == fast[i].status for i in exact)
+    return {"compared": len(both), "same_status": same_status, "max_abs_acc_diff": float(diffs.max(initial=0.0)),
+            "median_abs_acc_diff": float(np.median(diffs)) if len(diffs) else 0.0}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--data-dir", default="")
+    p.add_argument("--model", default="cnn-small")
+    p.add_argument("--population", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--train-size", type=int, default=0, help="0: the whole training split")
+    p.add_argument("--val-size", type=int, default=0)
+    p.add_argument("--methods", default="sequential,batched,floor")
+    p.add_argument("--mode", default=None, help="batched mode: loop or vmap (default: by platform)")
+    p.add_argument("--sequential-generations", type=int, default=2, help="generations timed for sequential")
+    args = p.parse_args(argv)
+    settings = FitnessSettings(dataset=args.dataset, model=args.model, epochs=args.epochs,
+                               batch_size=args.batch_size, train_size=args.train_size, val_size=args.val_size,
+                               data_dir=args.data_dir)
+    dataset = data_lib.load(args.dataset, settings.seed, settings.val_fraction, args.train_size, args.val_size,
+                            data_dir=args.data_dir)
+    mode = args.mode or batched.default_mode()
+    gens = [candidates(args.population, seed) for seed in (1, 2)]
+    print(f"jax {jax.__version__} {jax.devices()} | {args.dataset} train {len(dataset.train)} val "
+          f"{len(dataset.val)} | {args.model} batch {args.batch_size} epochs {args.epochs} | population "
+          f"{args.population} | batched mode {mode}", flush=True)
+    out: dict = {"population": args.population, "train": len(dataset.train), "mode": mode, "seconds": {}}
+    rows = {}
+    methods = args.methods.split(",")
+    if "sequential" in methods:
+        ev = SequentialEvaluator(dataset, settings)
+        times = []
+        for k, g in enumerate(gens[: args.sequential_generations]):
+            t, r = timed(ev, g, f"sequential generation {k + 1}")
+            times.append(t)
+            rows.setdefault("sequential", r)
+        out["seconds"]["sequential"] = times
+    if "batched" in methods:
+        ev = BatchedEvaluator(dataset, settings, mode=mode)
+        times = []
+        for k, g in enumerate(gens):
+            t, r = timed(ev, g, f"batched generation {k + 1}")
+            times.append(t)
+            rows.setdefault("batched", r)
+        out["seconds"]["batched"] = times
+        out["batched_step_traces"] = ev.trainer.traces
+    if "floor" in methods:
+        out["seconds"]["floor"] = [floor(dataset, settings, args.population, mode) for _ in range(2)]
+        print(f"  floor: {out['seconds']['floor']}", flush=True)
+    print(f"{'method':12s} {'gen 1 (s)':>10s} {'gen 2 (s)':>10s} {'s/candidate (last gen)':>24s}")
+    for name, times in out["seconds"].items():
+        second = f"{times[1]:10.2f}" if len(times) > 1 else f"{'-':>10s}"
+        print(f"{name:12s} {times[0]:10.2f} {second} {times[-1] / args.population:24.3f}")
+    if "sequential" in rows and "batched" in rows:
+        out["agreement"] = agreement(rows["sequential"], rows["batched"])
+        print("accuracy agreement, sequential vs batched (generation 1):", out["agreement"])
+    print("JSON", json.dumps(out), flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    main()
