@@ -20,7 +20,6 @@ import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +29,7 @@ from afos import archive, data, models, train
 from afos import compile as compile_lib
 from afos import expr as expr_lib
 from afos.primitives import STANDARD_ACTIVATIONS
+from afos.space import data_files
 
 SPEC = "bench.toml"
 RESULTS = "results.jsonl"
@@ -218,7 +218,8 @@ def parse_model(item: str | dict[str, Any]) -> ModelSpec:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("afos.presets").iterdir() if p.name.endswith(".toml"))
+    presets = data_files("afos.presets", "benchmarks/presets")
+    return sorted(p.name[:-5] for p in presets.iterdir() if p.name.endswith(".toml"))
 
 
 def load_preset(name_or_path: str | Path, quick: bool = False) -> dict[str, Any]:
@@ -229,7 +230,7 @@ def load_preset(name_or_path: str | Path, quick: bool = False) -> dict[str, Any]
             raise BenchError(f"{path}: no such preset file")
         text, source = path.read_text(), str(path)
     elif str(name_or_path) in preset_names():
-        text = (resources.files("afos.presets") / f"{name_or_path}.toml").read_text()
+        text = (data_files("afos.presets", "benchmarks/presets") / f"{name_or_path}.toml").read_text()
         source = f"benchmarks/presets/{name_or_path}.toml"
     else:
         raise BenchError(f"unknown preset {str(name_or_path)!r} (available: {', '.join(preset_names())})")

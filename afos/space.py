@@ -142,8 +142,25 @@ def _check_shape(space: SearchSpace, source: str) -> None:
             raise _fail(source, "binary", f"template {template!r} has B slots but no binary primitives")
 
 
+def data_files(package: str, folder: str):
+    """The installed data package ``package`` (e.g. ``afos.search_spaces``), or the checkout's ``folder``.
+
+    An installed afos maps the top-level ``search_spaces/`` and ``benchmarks/presets/`` to packages;
+    when Python imports afos straight from a checkout (``python -m afos`` in the repository), the
+    folders themselves are used.
+    """
+    try:
+        return resources.files(package)
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / folder
+
+
+def _spaces():
+    return data_files("afos.search_spaces", "search_spaces")
+
+
 def builtin_names() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("afos.search_spaces").iterdir() if p.name.endswith(".toml"))
+    return sorted(p.name[:-5] for p in _spaces().iterdir() if p.name.endswith(".toml"))
 
 
 def load(name_or_path: str | Path) -> SearchSpace:
@@ -154,7 +171,7 @@ def load(name_or_path: str | Path) -> SearchSpace:
             raise SpaceError(f"{path}: no such search space file")
         text, source = path.read_text(), str(path)
     else:
-        resource = resources.files("afos.search_spaces") / f"{name_or_path}.toml"
+        resource = _spaces() / f"{name_or_path}.toml"
         if not resource.is_file():
             raise SpaceError(f"unknown search space {str(name_or_path)!r} (built in: {', '.join(builtin_names())}; "
                              "or give a path to a .toml file)")
