@@ -400,8 +400,7 @@ def _rest_of_parser(parser: argparse.ArgumentParser, sub) -> argparse.ArgumentPa
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("benchmark", help="train activations x models x datasets x seeds and compare them")
-    p.add_argument("--activations", help="comma-separated: standard names, expressions, RUN_DIR[:topK|:all] "
-                   "(write --activations=... when the list starts with '-')")
+    p.add_argument("--activations", help="comma-separated: standard names, expressions, RUN_DIR[:topK|:all]")
     p.add_argument("--models", help="comma-separated model names; options as mlp:topology=64x32")
     p.add_argument("--datasets", help="comma-separated dataset names (default: digits)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: 3)")
