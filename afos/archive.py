@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from afos import types
+
 CONFIG = "config.toml"
 EVALUATIONS = "evaluations.jsonl"
 CHECKPOINT = "checkpoint.json"
@@ -29,11 +31,7 @@ VALIDATION = "validation.csv"  # written by `afos validate` (held-out test split
 VALIDATION_DIR = "validation"  # its benchmark directory (resumable)
 PARETO_COLUMNS = ("expression", "val_accuracy", "complexity", "val_loss", "generation", "fingerprint", "tree",
                   "val_accuracy_std", "seeds")
-# Statuses of evaluation lines that are not candidates of the search: a standard activation scored under
-# the same protocol (generation ANCHOR_GENERATION), and a front member re-scored on more seeds (racing).
-ANCHOR = "anchor"
-RESCORED = "rescored"
-ANCHOR_GENERATION = -1
+ANCHOR_GENERATION = -1  # the generation of anchor lines (status types.ANCHOR)
 
 
 class RunDirError(RuntimeError):
@@ -179,11 +177,11 @@ def pareto_front(entries: Iterable[FrontEntry]) -> list[FrontEntry]:
 
 def front_from_records(records: Iterable[dict[str, Any]]) -> list[FrontEntry]:
     """The front over every scored line of an evaluations file (anchors aside, re-scorings applied)."""
-    records = [r for r in records if r.get("status") != ANCHOR]
-    latest = {r["fingerprint"]: r for r in records if r.get("status") == RESCORED}
+    records = [r for r in records if r.get("status") != types.ANCHOR]
+    latest = {r["fingerprint"]: r for r in records if r.get("status") == types.RESCORED}
     entries = []
     for r in records:
-        if r.get("status") == RESCORED:
+        if r.get("status") == types.RESCORED:
             continue
         s = latest.get(r["fingerprint"], r)
         if s.get("val_accuracy") is not None:
@@ -195,7 +193,7 @@ def front_from_records(records: Iterable[dict[str, Any]]) -> list[FrontEntry]:
 
 def anchors_from_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """The anchor lines of an evaluations file, in configured order."""
-    return sorted((r for r in records if r.get("status") == ANCHOR), key=lambda r: r["index"])
+    return sorted((r for r in records if r.get("status") == types.ANCHOR), key=lambda r: r["index"])
 
 
 def write_pareto_csv(run_dir: Path, front: list[FrontEntry]) -> None:

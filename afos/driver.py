@@ -104,10 +104,10 @@ def _learn(state: SearchState, fingerprint: str, complexity: int, tree: str, exp
 def _replay(state: SearchState, record: dict[str, Any]) -> None:
     """Applies one recorded line of an earlier generation to ``state.known``."""
     status = record["status"]
-    if status == archive.RESCORED:
+    if status == types.RESCORED:
         fp = record["fingerprint"]
         state.known[fp] = dataclasses.replace(state.known[fp], fitness=_fitness_of(record))
-    elif status not in (types.REJECTED, archive.ANCHOR):
+    elif status not in (types.REJECTED, types.ANCHOR):
         _learn(state, record["fingerprint"], record["complexity"], record["tree"], record["expr"],
                _fitness_of(record), record["generation"])
 
@@ -222,13 +222,13 @@ class _Generation:
             ind = genome.from_text(known.tree, self.search.pset)
             a = self.search.analysis(ind)
             old = self.recorded.get((g, index))
-            if old is not None and old["status"] == archive.RESCORED and old["fingerprint"] == fp:
+            if old is not None and old["status"] == types.RESCORED and old["fingerprint"] == fp:
                 fit, seconds = _fitness_of(old), old["seconds"]
             else:
                 _, extra = next(iter(seeded.evaluate([a], seeds[have:want])))
                 fit, seconds = combine(known.fitness, extra), extra.seconds
             self._rescore(fp, fit)
-            record = _record(g, index, ind, a, archive.RESCORED, fit, seconds)
+            record = _record(g, index, ind, a, types.RESCORED, fit, seconds)
             self._write(record, self._report_rescore)
             index += 1
 
@@ -290,7 +290,7 @@ def _load_dataset(config: Config) -> data_lib.Dataset:
 
 
 def _anchor_record(index: int, name: str, a: Analysis, fit: Fitness) -> dict[str, Any]:
-    record = _record(archive.ANCHOR_GENERATION, index, None, a, archive.ANCHOR, fit, fit.seconds)
+    record = _record(archive.ANCHOR_GENERATION, index, None, a, types.ANCHOR, fit, fit.seconds)
     return record | {"tree": name, "complexity": sum(1 for _ in sympy.preorder_traversal(a.expr))}
 
 
@@ -402,7 +402,7 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
         if r["generation"] < state.generation:
             _replay(state, r)
     recorded = {(r["generation"], r["index"]): r for r in records
-                if r["generation"] >= state.generation or r["status"] == archive.ANCHOR}
+                if r["generation"] >= state.generation or r["status"] == types.ANCHOR}
     if state.generation > search.config.search.generations:
         reporter.message(f"{run_dir} already has {state.generation} generations; raise --generations to go on")
         return state

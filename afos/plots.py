@@ -26,7 +26,8 @@ from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from afos import compile as compile_lib  # noqa: E402
 from afos import expr as expr_lib  # noqa: E402
-from afos.archive import ANCHOR, RESCORED, FrontEntry  # noqa: E402
+from afos.archive import FrontEntry  # noqa: E402
+from afos.types import ANCHOR, RESCORED  # noqa: E402
 
 DPI = 110
 METRIC_TITLES = {

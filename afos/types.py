@@ -15,4 +15,8 @@ OK = "ok"  # trained and scored
 CACHED = "cached"  # an equal function was scored before; its fitness is reused
 REJECTED = "rejected"  # screened out before training (non-finite, constant, linear, ...)
 FAILED = "failed"  # compile error, NaN/inf loss or divergence during training
-STATUSES = (OK, CACHED, REJECTED, FAILED)
+# Lines that are not candidates of the search: a standard activation scored under the same protocol,
+# and a front member re-scored on more seeds (racing).
+ANCHOR = "anchor"
+RESCORED = "rescored"
+STATUSES = (OK, CACHED, REJECTED, FAILED, ANCHOR, RESCORED)

@@ -86,7 +86,7 @@ def test_racing_rescores_a_lucky_draw_before_it_can_displace_the_incumbents(tmp_
 
     run_dir = tmp_path / "raced"
     driver.run(_config(race_seeds=4, generations=0, budget=4.0), run_dir)
-    rescored = [r for r in _lines(run_dir) if r["status"] == archive.RESCORED]
+    rescored = [r for r in _lines(run_dir) if r["status"] == types.RESCORED]
     lucky = [r for r in rescored if r["expr"] == LUCKY]
     assert [r["seeds"] for r in lucky] == [2, 4]  # doubling: more evaluations before it can stay
     assert lucky[-1]["val_accuracy"] == pytest.approx((0.99 + 3 * 0.2) / 4)
@@ -115,7 +115,7 @@ def test_an_unconfirmed_challenger_does_not_push_a_confirmed_incumbent_off_the_f
 
 def test_racing_stays_within_its_budget(tmp_path, fake):
     driver.run(_config(race_seeds=4, generations=0, budget=0.25), tmp_path / "run")  # 1 training per generation
-    rescored = [r for r in _lines(tmp_path / "run") if r["status"] == archive.RESCORED]
+    rescored = [r for r in _lines(tmp_path / "run") if r["status"] == types.RESCORED]
     assert [(r["expr"], r["seeds"]) for r in rescored] == [(LUCKY, 2)]
 
 
@@ -160,8 +160,8 @@ def test_interrupted_anywhere_with_racing_then_resumed_equals_the_uninterrupted_
     driver.run(cfg, baseline)
     lines = _lines(baseline)
     statuses = {r["status"] for r in lines}
-    assert {archive.ANCHOR, archive.RESCORED, types.OK} <= statuses
-    inside_race = [k for k, r in enumerate(lines) if r["status"] == archive.RESCORED]
+    assert {types.ANCHOR, types.RESCORED, types.OK} <= statuses
+    inside_race = [k for k, r in enumerate(lines) if r["status"] == types.RESCORED]
     for cut in sorted({1, 2, 3, *inside_race, len(lines) - 1}):
         run_dir = tmp_path / f"cut{cut}"
         with _stop_after(cut), pytest.raises(driver.SearchInterruptedError):
@@ -178,7 +178,7 @@ def test_truncated_jsonl_inside_a_rescoring_is_redone_exactly(tmp_path, fake):
     baseline = tmp_path / "baseline"
     driver.run(cfg, baseline)
     lines = archive.read_jsonl(baseline / archive.EVALUATIONS)
-    last_race = max(k for k, r in enumerate(lines) if r["status"] == archive.RESCORED)
+    last_race = max(k for k, r in enumerate(lines) if r["status"] == types.RESCORED)
     run_dir = tmp_path / "cut"
     import shutil
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from afos import archive, config, driver, genome, search
+from afos import archive, config, driver, genome, search, types
 from afos.expr import ExpressionError
 
 ARGS = ["--population", "4", "--generations", "1", "--train-size", "128", "--val-size", "96", "--seed", "7"]
@@ -271,6 +271,6 @@ def test_init_from_a_run_directory(tmp_path, small, capsys):
     new = tmp_path / "warm"
     assert main(["search", "--run-dir", str(new), "--init-from", str(run_dir), "--population", "4",
                  "--generations", "0", "--train-size", "128", "--val-size", "64"]) == 0
-    first = next(r for r in _lines(new) if r["status"] != archive.ANCHOR)
+    first = next(r for r in _lines(new) if r["status"] != types.ANCHOR)
     best = max(front, key=lambda e: e.val_accuracy)
     assert first["fingerprint"] == best.fingerprint

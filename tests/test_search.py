@@ -22,7 +22,7 @@ def test_end_to_end_tiny_search_writes_the_run_files(tmp_path, tiny_config):
     lines = archive.read_jsonl(run_dir / archive.EVALUATIONS)
     anchors = archive.anchors_from_records(lines)
     assert [r["tree"] for r in anchors] == list(config.DEFAULT_ANCHORS)  # scored first, never in the population
-    records = [r for r in lines if r["status"] != archive.ANCHOR]
+    records = [r for r in lines if r["status"] != types.ANCHOR]
     assert len(records) == 2 * 4  # generations 0 and 1, population 4
     assert {(r["generation"], r["index"]) for r in records} == {(g, i) for g in (0, 1) for i in range(4)}
     for r in records:
