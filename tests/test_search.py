@@ -26,7 +26,7 @@ def test_end_to_end_tiny_search_writes_the_run_files(tmp_path, tiny_config):
     assert len(records) == 2 * 4  # generations 0 and 1, population 4
     assert {(r["generation"], r["index"]) for r in records} == {(g, i) for g in (0, 1) for i in range(4)}
     for r in records:
-        assert r["status"] in types.STATUSES
+        assert r["status"] in (types.OK, types.CACHED, types.REJECTED, types.FAILED)  # no racing here
         assert (r["val_accuracy"] is None) == (r["status"] in (types.REJECTED, types.FAILED))
         if r["status"] == types.OK:
             assert 0.0 <= r["val_accuracy"] <= 1.0 and r["seconds"] > 0
