@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -304,6 +306,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     try:
         bench.run(spec, out, progress)
     except KeyboardInterrupt:
+        _ignore_sigint()
         console.print(f"interrupted: finished cells are in {out / bench.RESULTS}; run the same command to resume")
         return 130
     finally:
@@ -452,7 +455,19 @@ def _shield_leading_minus(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    """Runs one afos command and returns its exit status (130 when stopped by Ctrl-C).
+
+    A command stopped by Ctrl-C leaves SIGINT ignored: the process is on its way out, and a further
+    Ctrl-C while it reports and exits must not turn a clean stop into a traceback.
+    """
+    try:
+        return _command(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:  # a further Ctrl-C that landed while the first stop was being reported
+        _ignore_sigint()
+        return 130
+
+
+def _command(argv: list[str]) -> int:
     args = build_parser().parse_args(_shield_leading_minus(argv))
     try:
         return args.func(args)
@@ -460,12 +475,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"afos {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # driver.SearchInterruptedError (first Ctrl-C) carries its own message
+        _ignore_sigint()
         where = getattr(args, "run_dir", None)
         hint = f"; resume with: afos resume {where}" if where else ""
         message = str(err) or f"stopped at once; every finished evaluation is saved{hint}"
         print(f"afos {args.command}: {message}", file=sys.stderr)
         return 130
 
+
+def _ignore_sigint() -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 if __name__ == "__main__":
     sys.exit(main())

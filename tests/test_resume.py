@@ -142,6 +142,25 @@ def test_second_sigint_stops_at_once_without_losing_finished_lines(tmp_path, bas
     _assert_same_run(run_dir, baseline)
 
 
+def test_ctrl_c_held_down_still_ends_in_a_clean_stop(tmp_path, baseline):
+    """SIGINT every few milliseconds until the process is gone: also lands while it reports and exits."""
+    run_dir = tmp_path / "run"
+    proc = _afos("search", "--run-dir", str(run_dir), *ARGS)
+    _wait_for_lines(run_dir, 1, proc)
+    sent = 0
+    while proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        sent += 1
+        time.sleep(0.005)
+    _, err = proc.communicate(timeout=300)
+    assert sent > 1
+    assert proc.returncode == 130, err
+    assert "resume" in err and "Traceback" not in err
+    assert (run_dir / archive.EVALUATIONS).read_text().endswith("\n")
+    _finish(run_dir)
+    _assert_same_run(run_dir, baseline)
+
+
 # --- in-process cases ------------------------------------------------------------------
 
 
