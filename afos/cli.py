@@ -170,9 +170,19 @@ def _config_from_args(args: argparse.Namespace, base: config_lib.Config) -> conf
         fitness={"dataset": args.dataset, "model": args.model, "epochs": args.epochs,
                  "batch_size": args.batch_size, "seed": args.seed, "train_size": args.train_size,
                  "val_size": args.val_size, "topology": parse_topology(args.topology), "data_dir": args.data_dir},
-        evaluator={"backend": args.backend},
+        evaluator=_evaluator_options(args),
         protocol={"fitness_seeds": args.fitness_seeds, "race_seeds": args.race_seeds},
     ).resolved()
+
+
+def _evaluator_options(args: argparse.Namespace) -> dict[str, Any]:
+    backend = args.backend
+    if args.ray_address is not None and backend not in (None, "ray"):
+        raise ValueError(f"--ray-address is for --backend ray, not --backend {backend}")
+    if args.ray_address is not None:
+        backend = "ray"
+    return {"backend": backend, "worker_backend": args.worker_backend, "ray_address": args.ray_address,
+            "workers": args.workers}
 
 
 def _finish_search(state, run_dir: Path, validate: bool = False) -> int:
@@ -370,7 +380,15 @@ def _search_options(p: argparse.ArgumentParser) -> None:
                    "the TFDS data dir)")
     p.add_argument("--seed", type=int, help="the one seed of the run (default: 0)")
     p.add_argument("--backend", help="fitness evaluator: auto, sequential (exact, one compile per candidate), "
-                   "batched (one compiled step for all candidates; docs/PERFORMANCE.md)")
+                   "batched (one compiled step for all candidates; docs/PERFORMANCE.md), sharded (over the "
+                   "local GPUs; auto where there are several), ray (docs/SCALING.md)")
+    p.add_argument("--worker-backend", help="what each device (sharded) or Ray worker runs: auto, sequential, "
+                   "batched (default: auto)")
+    p.add_argument("--ray-address", metavar="auto|HOST:PORT",
+                   help="run on this Ray cluster (implies --backend ray; without it --backend ray starts a local "
+                   "Ray instance)")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="Ray workers (default: one per GPU of the cluster, or one per CPU where it has none)")
     p.add_argument("--init-exprs", nargs="+", metavar="EXPR",
                    help='warm start: functions that open the first population, e.g. "x*sigmoid(x)" "max(x, 0)"')
     p.add_argument("--init-from", nargs="+", metavar="RUN_DIR", help="warm start from the front of earlier runs")
@@ -384,8 +402,9 @@ def _search_options(p: argparse.ArgumentParser) -> None:
 
 # Options that change a run's config: resume refuses them unless they equal the stored values.
 RESUME_OVERRIDES = ("space", "dataset", "model", "population", "epochs", "batch_size", "train_size", "val_size",
-                    "topology", "data_dir", "seed", "backend", "init_exprs", "init_from", "fitness_seeds",
-                    "race_seeds")
+                    "topology", "data_dir", "seed", "backend", "worker_backend", "ray_address", "workers",
+                    "init_exprs", "init_from", "fitness_seeds", "race_seeds")
+# Of those, a resume may change where the work runs (config.PLACEMENT): --ray-address, --workers.
 
 
 def _rest_of_parser(parser: argparse.ArgumentParser, sub) -> argparse.ArgumentParser:
@@ -437,7 +456,7 @@ def _rest_of_parser(parser: argparse.ArgumentParser, sub) -> argparse.ArgumentPa
     return parser
 
 
-EXPECTED_ERRORS = (ValueError, archive.RunDirError, OSError)
+EXPECTED_ERRORS = (ValueError, archive.RunDirError, OSError, types.DistributedError)
 
 
 SHORT_OPTIONS = ("-h", "-o")

@@ -33,9 +33,24 @@ class SearchSettings:
     init_exprs: list[str] = field(default_factory=list)  # warm start: functions that open generation 0
 
 
+POOLS = ("sharded", "ray")  # afos.distributed: the work of a local backend spread over devices or machines
+
+
 @dataclass(frozen=True)
 class EvaluatorSettings:
+    """Where and how candidates are trained (docs/PERFORMANCE.md, docs/SCALING.md)."""
+
     backend: str = "auto"
+    worker_backend: str = "auto"  # what each device (sharded) or Ray worker runs
+    ray_address: str = ""  # '' starts a local Ray instance; 'auto' or HOST:PORT joins a running cluster
+    workers: int = 0  # Ray workers; 0: one per GPU of the cluster, or per worker_cpus CPUs where it has none
+    worker_cpus: float = 1.0
+    worker_gpus: float = -1.0  # -1: one GPU per worker where the cluster has GPUs, else none
+    group_size: int = 0  # candidates per Ray task; 0: the candidates of a generation split evenly over workers
+
+
+# Evaluator settings that place the work without changing a result: a resume may change them.
+PLACEMENT = ("ray_address", "workers", "worker_cpus", "worker_gpus", "group_size")
 
 
 DEFAULT_ANCHORS = ("relu", "leaky_relu", "gelu", "swish")
@@ -129,8 +144,18 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
 
 
 def validate(config: Config) -> None:
-    s, f, p = config.search, config.fitness, config.protocol
+    from afos.evaluate import BACKENDS as LOCAL  # the registry (tests add fakes to it)
+
+    s, f, p, e = config.search, config.fitness, config.protocol, config.evaluator
+    local = ("auto", *LOCAL)
     checks = [
+        (e.backend in (*local, *POOLS), f"evaluator.backend: unknown backend {e.backend!r} "
+                                        f"(available: {', '.join((*local, *POOLS))})"),
+        (e.worker_backend in local, f"evaluator.worker_backend: unknown backend {e.worker_backend!r} "
+                                    f"(available: {', '.join(local)})"),
+        (e.workers >= 0 and e.group_size >= 0, "evaluator.workers and evaluator.group_size must be at least 0"),
+        (e.worker_cpus > 0, "evaluator.worker_cpus must be positive"),
+        (e.worker_gpus >= 0 or e.worker_gpus == -1, "evaluator.worker_gpus must be at least 0 (or -1: automatic)"),
         (s.population >= 2, "search.population must be at least 2"),
         (s.generations >= 0, "search.generations must be at least 0"),
         (0.0 <= s.crossover_prob <= 1.0, "search.crossover_prob must be in [0, 1]"),

@@ -16,6 +16,7 @@ from the state alone, so resuming reuses them like any other line.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -29,9 +30,10 @@ from afos import archive, genome, types
 from afos import config as config_lib
 from afos import data as data_lib
 from afos.config import Config
+from afos.distributed import seeded_evaluator
 from afos.evaluate import Evaluator, Fitness, fitness_values
 from afos.expr import Analysis, analyse, parse
-from afos.fitness import MultiSeedEvaluator, SeededEvaluator, accuracies, combine, search_seeds, seeds_of
+from afos.fitness import MultiSeedEvaluator, Scorer, accuracies, combine, search_seeds, seeds_of
 from afos.primitives import STANDARD_ACTIVATIONS
 from afos.runlock import LOCK as LOCK  # re-exported: the name of the lock file
 from afos.runlock import run_lock, stop_on_sigint
@@ -198,7 +200,7 @@ class _Generation:
         for j, fit in evaluator.evaluate([self.search.analysis(self.offspring[i]) for i in pending]):
             self._finish(pending[j], fit, todo)
 
-    def race(self, seeded: SeededEvaluator) -> None:
+    def race(self, seeded: Scorer) -> None:
         """Re-scores front members on more seeds (doubling, up to ``race_seeds``) within the generation's budget.
 
         The most accurate unconfirmed front member goes first, so a function that entered the front on a
@@ -294,22 +296,23 @@ def _anchor_record(index: int, name: str, a: Analysis, fit: Fitness) -> dict[str
     return record | {"tree": name, "complexity": sum(1 for _ in sympy.preorder_traversal(a.expr))}
 
 
-def _anchors(config: Config, run_dir: Path, recorded: dict, seeded: SeededEvaluator, reporter: Reporter,
+def _anchors(config: Config, run_dir: Path, recorded: dict, seeded: Scorer, reporter: Reporter,
              stop: Callable[[], bool]) -> None:
     """Scores the configured standard activations once per run, on the seeds of a confirmed fitness.
 
     They are lines of their own (status ``anchor``, generation -1) and never enter the population.
     """
     seeds = search_seeds(config.fitness, config.protocol.max_seeds)
+    todo: list[tuple[int, str, Analysis]] = []
     for i, name in enumerate(config.protocol.anchors):
         old = recorded.get((archive.ANCHOR_GENERATION, i))
-        if old is not None:
-            if old["tree"] != name:
-                raise archive.RunDirError(f"{run_dir / archive.EVALUATIONS}: anchor line {i} holds {old['tree']!r} "
-                                          f"but the config asks {name!r}")
-            continue
-        a = analyse(parse(STANDARD_ACTIVATIONS[name]))
-        _, fit = next(iter(seeded.evaluate([a], seeds)))
+        if old is None:
+            todo.append((i, name, analyse(parse(STANDARD_ACTIVATIONS[name]))))
+        elif old["tree"] != name:
+            raise archive.RunDirError(f"{run_dir / archive.EVALUATIONS}: anchor line {i} holds {old['tree']!r} "
+                                      f"but the config asks {name!r}")
+    for j, fit in seeded.evaluate([a for _, _, a in todo], seeds):  # together: a pool trains them side by side
+        i, name, a = todo[j]
         record = _anchor_record(i, name, a, fit)
         archive.append_jsonl(run_dir / archive.EVALUATIONS, record)
         acc = "failed" if fit.val_accuracy is None else f"{fit.val_accuracy:.4f}"
@@ -318,13 +321,18 @@ def _anchors(config: Config, run_dir: Path, recorded: dict, seeded: SeededEvalua
             raise SearchInterruptedError
 
 
-def _drive(search: Search, state: SearchState, run_dir: Path, recorded: dict, reporter: Reporter) -> SearchState:
-    config = search.config
+def _scorer(config: Config, dataset: data_lib.Dataset) -> Scorer:
+    """The run's scorer (connecting to a Ray cluster fails here, before the run directory is touched)."""
     candidates = config.search.population * (config.search.generations + 1)  # lets `auto` pick the backend
-    seeded = SeededEvaluator(config.evaluator.backend, _load_dataset(config), config.fitness, candidates)
-    evaluator = MultiSeedEvaluator(seeded, search_seeds(config.fitness, config.protocol.fitness_seeds))
+    return seeded_evaluator(config.evaluator, dataset, config.fitness, candidates)
+
+
+def _drive(search: Search, state: SearchState, run_dir: Path, recorded: dict, reporter: Reporter,
+           seeded: Scorer) -> SearchState:
+    config = search.config
     hint = f"resume with: afos resume {run_dir}"
     with run_lock(run_dir, reporter), stop_on_sigint(reporter, hint) as stop:
+        evaluator = MultiSeedEvaluator(seeded, search_seeds(config.fitness, config.protocol.fitness_seeds))
         if not (run_dir / archive.CHECKPOINT).exists():
             archive.write_checkpoint(run_dir, checkpoint_of(state))
         try:
@@ -350,20 +358,25 @@ def run(config: Config, run_dir: str | Path, reporter: Reporter | None = None) -
     """Runs a new search into ``run_dir`` and returns its final state."""
     reporter, run_dir = reporter or SilentReporter(), Path(run_dir)
     search = Search(config)
-    _load_dataset(search.config)  # fail on a bad dataset before creating anything
+    dataset = _load_dataset(search.config)  # fail on a bad dataset before creating anything
     if (run_dir / archive.CONFIG).exists() or (run_dir / archive.EVALUATIONS).exists():
         raise archive.RunDirError(f"{run_dir} already holds a run: `afos resume {run_dir}` continues it, "
                                   "or choose another --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    archive.write_text_atomic(run_dir / archive.CONFIG, config_lib.dumps(search.config))
-    return _drive(search, search.init(), run_dir, {}, reporter)
+    with contextlib.closing(_scorer(search.config, dataset)) as seeded:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        archive.write_text_atomic(run_dir / archive.CONFIG, config_lib.dumps(search.config))
+        return _drive(search, search.init(), run_dir, {}, reporter, seeded)
+
+
+FREE_ON_RESUME = ("search.generations", *(f"evaluator.{k}" for k in config_lib.PLACEMENT))
 
 
 def config_differences(old: Config, new: Config) -> list[str]:
-    """'section.key: old -> new' for every setting that differs, generations aside."""
+    """'section.key: old -> new' for every setting that differs, except those a resume may change
+    (generations, and where the work runs: ``config.PLACEMENT``)."""
     a, b = _flatten(old.to_dict()), _flatten(new.to_dict())
     return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k) and k != "search.generations"]
+            if a.get(k) != b.get(k) and k not in FREE_ON_RESUME]
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -390,6 +403,8 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
         diff = config_differences(stored, config.resolved())
         if diff:
             raise archive.RunDirError(f"refusing to resume {run_dir} with a changed config: {'; '.join(diff)}")
+        placement = {k: getattr(config.evaluator, k) for k in config_lib.PLACEMENT}
+        stored = config_lib.override(stored, evaluator=placement)
     if generations is not None:
         stored = config_lib.override(stored, search={"generations": generations})
     search = Search(stored)
@@ -406,4 +421,5 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
     if state.generation > search.config.search.generations:
         reporter.message(f"{run_dir} already has {state.generation} generations; raise --generations to go on")
         return state
-    return _drive(search, state, run_dir, recorded, reporter)
+    with contextlib.closing(_scorer(search.config, _load_dataset(search.config))) as seeded:
+        return _drive(search, state, run_dir, recorded, reporter, seeded)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 from afos import types
 from afos.data import Dataset
@@ -64,6 +65,14 @@ def combine(old: Fitness, new: Fitness) -> Fitness:
     return dataclasses.replace(merged, seconds=new.seconds)
 
 
+class Scorer(Protocol):
+    """Scores candidates on given seeds: ``SeededEvaluator`` here, or the pools of ``afos.distributed``."""
+
+    def evaluate(self, candidates: Sequence[Analysis], seeds: Sequence[int]) -> Iterator[tuple[int, Fitness]]: ...
+
+    def close(self) -> None: ...
+
+
 class SeededEvaluator:
     """Scores candidates on the given seeds with one backend evaluator per seed and yields their mean.
 
@@ -92,11 +101,14 @@ class SeededEvaluator:
                 if len(parts[i]) == len(seeds):
                     yield i, from_seeds(parts[i])
 
+    def close(self) -> None:
+        pass
+
 
 class MultiSeedEvaluator:
     """An ``Evaluator`` over a fixed list of seeds (what the search uses for new candidates)."""
 
-    def __init__(self, seeded: SeededEvaluator, seeds: Sequence[int]):
+    def __init__(self, seeded: Scorer, seeds: Sequence[int]):
         self.seeded, self.seeds = seeded, list(seeds)
 
     def evaluate(self, candidates: Sequence[Analysis]) -> Iterator[tuple[int, Fitness]]:

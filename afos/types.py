@@ -20,3 +20,7 @@ FAILED = "failed"  # compile error, NaN/inf loss or divergence during training
 ANCHOR = "anchor"
 RESCORED = "rescored"
 STATUSES = (OK, CACHED, REJECTED, FAILED, ANCHOR, RESCORED)
+
+
+class DistributedError(RuntimeError):
+    """Ray is missing, a cluster cannot be reached or lacks the resources, or workers keep dying."""

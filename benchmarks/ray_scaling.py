@@ -1,0 +1,138 @@
+"""How fitness throughput grows with Ray workers: candidates per minute for 1, 2, ... workers.
+
+For each worker count, a fresh ``RayPool`` (what ``--backend ray`` uses) scores a warm-up generation
+(workers start, import afos, compile) and then ``--generations`` timed generations of new random
+candidates of the default space. The same candidates are scored locally without Ray (the
+``--worker-backend`` evaluator in this process) for the baseline. Prints a table, writes JSON and,
+with ``--plot``, a PNG figure.
+
+CPU (docs/SCALING.md):
+  python benchmarks/ray_scaling.py --workers 1,2 --plot docs/scaling_cpu.png
+GPU machine (one worker per GPU):
+  python benchmarks/ray_scaling.py --workers 1 --dataset fashion_mnist --batch-size 128 --population 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import ray
+
+from afos import config as config_lib
+from afos import data as data_lib
+from afos import distributed
+from afos.fitness import SeededEvaluator
+from afos.search import Search
+from afos.train import FitnessSettings
+
+
+def generations(population: int, count: int, seed: int) -> list[list]:
+    """``count`` disjoint generations of ``population`` accepted random candidates of the default space."""
+    search = Search(config_lib.override(config_lib.Config(), search={"population": 8 * population * count,
+                                                                     "seed": seed}).resolved())
+    seen, out = set(), []
+    for ind in search.ask(search.init()):
+        a = search.analysis(ind)
+        if a.accepted and a.fingerprint not in seen:
+            seen.add(a.fingerprint)
+            out.append(a)
+    if len(out) < population * count:
+        raise SystemExit(f"only {len(out)} distinct candidates drawn; lower --population or --generations")
+    return [out[i * population:(i + 1) * population] for i in range(count)]
+
+
+def timed(scorer, gens: list[list]) -> float:
+    """Seconds per generation, mean over ``gens`` (after a warm-up generation scored before)."""
+    start = time.perf_counter()
+    for g in gens:
+        n = sum(1 for _ in scorer.evaluate(g, [0]))
+        assert n == len(g)
+    return (time.perf_counter() - start) / len(gens)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workers", default="1,2", help="worker counts to measure, e.g. 1,2,4")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--model", default="cnn-small")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--train-size", type=int)
+    p.add_argument("--population", type=int, default=16)
+    p.add_argument("--generations", type=int, default=2, help="timed generations after the warm-up one")
+    p.add_argument("--worker-backend", default="auto")
+    p.add_argument("--worker-cpus", type=float, default=1.0)
+    p.add_argument("--worker-gpus", type=float, default=-1.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--plot", default=None, help="write a PNG figure of candidates per minute here")
+    args = p.parse_args()
+
+    settings = FitnessSettings(dataset=args.dataset, model=args.model, batch_size=args.batch_size,
+                               train_size=args.train_size)
+    dataset = data_lib.load(args.dataset, train_size=args.train_size)
+    warm, *gens = generations(args.population, 1 + args.generations, args.seed)
+    total = args.population * (1 + args.generations)
+    print(f"{args.dataset} / {args.model}, batch {args.batch_size}, {len(dataset.train)} training images, "
+          f"population {args.population}, {os.cpu_count()} CPUs", flush=True)
+
+    local = SeededEvaluator(args.worker_backend, dataset, settings, total)
+    list(local.evaluate(warm, [0]))
+    rows = [{"workers": 0, "seconds_per_generation": timed(local, gens)}]
+    print(f"  local (no Ray): {rows[0]['seconds_per_generation']:.1f} s per generation", flush=True)
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    for workers in (int(w) for w in args.workers.split(",")):
+        evaluator = config_lib.EvaluatorSettings(backend="ray", worker_backend=args.worker_backend, workers=workers,
+                                                 worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus)
+        pool = distributed.RayPool(evaluator, dataset, settings, total)
+        start = time.perf_counter()
+        list(pool.evaluate(warm, [0]))
+        warmup = time.perf_counter() - start
+        seconds = timed(pool, gens)
+        pool.close()
+        rows.append({"workers": workers, "seconds_per_generation": seconds, "warmup_seconds": warmup})
+        print(f"  {workers} worker(s): {seconds:.1f} s per generation (warm-up generation {warmup:.1f} s)", flush=True)
+    ray.shutdown()
+
+    base = rows[1]["seconds_per_generation"]
+    print("\n| workers | s / generation | candidates / min | vs 1 worker |\n|---|---|---|---|")
+    for r in rows:
+        r["candidates_per_minute"] = 60 * args.population / r["seconds_per_generation"]
+        label = "local, no Ray" if r["workers"] == 0 else str(r["workers"])
+        print(f"| {label} | {r['seconds_per_generation']:.1f} | {r['candidates_per_minute']:.1f} | "
+              f"{base / r['seconds_per_generation']:.2f}x |")
+    result = {"args": vars(args), "cpus": os.cpu_count(), "rows": rows}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    if args.plot:
+        plot(rows, args, args.plot)
+
+
+def plot(rows: list[dict], args, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ray_rows = [r for r in rows if r["workers"] > 0]
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    xs = [r["workers"] for r in ray_rows]
+    ax.plot(xs, [r["candidates_per_minute"] for r in ray_rows], "o-", label="--backend ray")
+    ax.plot(xs, [ray_rows[0]["candidates_per_minute"] * w for w in xs], ":", color="grey", label="linear")
+    ax.axhline(rows[0]["candidates_per_minute"], color="tab:orange", ls="--", label="local, no Ray")
+    ax.set_xticks(xs)
+    ax.set_xlabel("Ray workers")
+    ax.set_ylabel("candidates per minute")
+    ax.set_title(f"{args.dataset} / {args.model}, {os.cpu_count()} CPUs, worker backend {args.worker_backend}",
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
