@@ -117,6 +117,8 @@ def _next_result(results: queue.Queue, futures: list[Future]) -> tuple[int, Fitn
             for f in futures:
                 if f.done() and f.exception() is not None:
                     raise f.exception()
+            if all(f.done() for f in futures) and results.empty():
+                raise RuntimeError("a device's evaluator returned fewer results than it was given candidates")
 
 
 # --- Ray ----------------------------------------------------------------------------------------------
@@ -181,12 +183,22 @@ def _worker_resources(settings: EvaluatorSettings, available: dict[str, float]) 
 
 
 class FitnessWorker:
-    """A Ray actor: one place's ``SeededEvaluator`` over a dataset it receives once."""
+    """A Ray actor: one place's ``SeededEvaluator`` over a dataset fetched once from the object store.
 
-    def __init__(self, backend: str, dataset: Dataset, settings: FitnessSettings, candidates: int | None):
-        self.seeded = SeededEvaluator(backend, dataset, settings, candidates)
+    Every task names the dataset by its object reference (inside a list, so Ray passes the reference,
+    not the data); the first task of a worker process fetches it. A restarted worker fetches it again
+    on its retried task, and the driver holds the reference for the pool's lifetime.
+    """
 
-    def evaluate(self, candidates: list[Analysis], seeds: list[int]) -> list[tuple[int, Fitness]]:
+    def __init__(self, backend: str, settings: FitnessSettings, candidates: int | None):
+        self.backend, self.settings, self.candidates = backend, settings, candidates
+        self.seeded: SeededEvaluator | None = None
+
+    def evaluate(self, dataset: list, candidates: list[Analysis], seeds: list[int]) -> list[tuple[int, Fitness]]:
+        if self.seeded is None:
+            import ray
+
+            self.seeded = SeededEvaluator(self.backend, ray.get(dataset[0]), self.settings, self.candidates)
         return list(self.seeded.evaluate(candidates, seeds))
 
     def pid(self) -> int:
@@ -208,13 +220,13 @@ class RayPool:
         self.started = connect(settings.ray_address)
         try:
             workers, cpus, gpus = _worker_resources(settings, ray.cluster_resources())
-            env = {} if gpus in (0, 1) else {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # GPUs shared by workers
+            env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"} if 0 < gpus < 1 else {}  # workers share a GPU
             actor = ray.remote(FitnessWorker).options(
                 num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=TASK_RETRIES,
                 runtime_env={"env_vars": env} if env else None)
-            data = ray.put(_without_test(dataset))
+            self.dataset = ray.put(_without_test(dataset))  # once: every worker fetches this copy
             per_worker = None if candidates is None else math.ceil(candidates / workers)
-            self.workers = [actor.remote(settings.worker_backend, data, fitness, per_worker) for _ in range(workers)]
+            self.workers = [actor.remote(settings.worker_backend, fitness, per_worker) for _ in range(workers)]
         except BaseException:
             self.close()
             raise
@@ -231,7 +243,8 @@ class RayPool:
         while todo or running:
             while idle and todo:
                 worker, group = idle.pop(), todo.popleft()
-                running[worker.evaluate.remote([candidates[i] for i in group], list(seeds))] = (worker, group)
+                task = worker.evaluate.remote([self.dataset], [candidates[i] for i in group], list(seeds))
+                running[task] = (worker, group)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
             for ref in ready:
                 worker, group = running.pop(ref)

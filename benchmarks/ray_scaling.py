@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import ray
 
@@ -59,7 +60,7 @@ def main() -> None:
     p.add_argument("--dataset", default="digits")
     p.add_argument("--model", default="cnn-small")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--train-size", type=int)
+    p.add_argument("--train-size", type=int, default=0, help="0: the whole training split")
     p.add_argument("--population", type=int, default=16)
     p.add_argument("--generations", type=int, default=2, help="timed generations after the warm-up one")
     p.add_argument("--worker-backend", default="auto")
@@ -68,7 +69,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--plot", default=None, help="write a PNG figure of candidates per minute here")
+    p.add_argument("--plot-with", nargs="*", default=[], metavar="JSON", help="earlier --json results drawn beside")
+    p.add_argument("--plot-only", action="store_true", help="only draw --plot-with into --plot, measure nothing")
     args = p.parse_args()
+    if args.plot_only:
+        plot([json.loads(Path(f).read_text()) for f in args.plot_with], args.plot)
+        return
 
     settings = FitnessSettings(dataset=args.dataset, model=args.model, batch_size=args.batch_size,
                                train_size=args.train_size)
@@ -78,12 +84,14 @@ def main() -> None:
     print(f"{args.dataset} / {args.model}, batch {args.batch_size}, {len(dataset.train)} training images, "
           f"population {args.population}, {os.cpu_count()} CPUs", flush=True)
 
+    # Ray first: its local instance forks, which JAX, once started in this process, warns against.
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+             logging_level="ERROR")
     local = SeededEvaluator(args.worker_backend, dataset, settings, total)
     list(local.evaluate(warm, [0]))
     rows = [{"workers": 0, "seconds_per_generation": timed(local, gens)}]
     print(f"  local (no Ray): {rows[0]['seconds_per_generation']:.1f} s per generation", flush=True)
 
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     for workers in (int(w) for w in args.workers.split(",")):
         evaluator = config_lib.EvaluatorSettings(backend="ray", worker_backend=args.worker_backend, workers=workers,
                                                  worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus)
@@ -109,27 +117,32 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
     if args.plot:
-        plot(rows, args, args.plot)
+        plot([result] + [json.loads(Path(f).read_text()) for f in args.plot_with], args.plot)
 
 
-def plot(rows: list[dict], args, path: str) -> None:
+def plot(results: list[dict], path: str) -> None:
+    """Candidates per minute against workers, one line per measurement (``main``'s JSON results)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ray_rows = [r for r in rows if r["workers"] > 0]
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    xs = [r["workers"] for r in ray_rows]
-    ax.plot(xs, [r["candidates_per_minute"] for r in ray_rows], "o-", label="--backend ray")
-    ax.plot(xs, [ray_rows[0]["candidates_per_minute"] * w for w in xs], ":", color="grey", label="linear")
-    ax.axhline(rows[0]["candidates_per_minute"], color="tab:orange", ls="--", label="local, no Ray")
-    ax.set_xticks(xs)
-    ax.set_xlabel("Ray workers")
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for k, result in enumerate(results):
+        color = f"C{k}"
+        rows = [r for r in result["rows"] if r["workers"] > 0]
+        xs = [r["workers"] for r in rows]
+        label = f"worker backend {result['args']['worker_backend']}"
+        ax.plot(xs, [r["candidates_per_minute"] for r in rows], "o-", color=color, label=f"ray, {label}")
+        ax.plot(xs, [rows[0]["candidates_per_minute"] * w for w in xs], ":", color=color, alpha=0.5)
+        ax.axhline(result["rows"][0]["candidates_per_minute"], color=color, ls="--", alpha=0.6,
+                   label=f"local, no Ray, {label}")
+        ax.set_xticks(xs)
+    a = results[0]["args"]
+    ax.set_xlabel("Ray workers (dotted: linear scaling)")
     ax.set_ylabel("candidates per minute")
-    ax.set_title(f"{args.dataset} / {args.model}, {os.cpu_count()} CPUs, worker backend {args.worker_backend}",
-                 fontsize=9)
-    ax.legend(fontsize=8)
+    ax.set_title(f"{a['dataset']} / {a['model']}, population {a['population']}, {results[0]['cpus']} CPUs", fontsize=9)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 

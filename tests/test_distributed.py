@@ -72,6 +72,21 @@ def test_auto_shards_over_several_accelerators_only(monkeypatch, tiny_config):
         scorer.close()
 
 
+@pytest.mark.parametrize("settings, cluster, expected", [
+    ({}, {"CPU": 2.0}, (2, 1.0, 0.0)),  # a CPU cluster: one worker per CPU
+    ({}, {"CPU": 16.0, "GPU": 4.0}, (4, 1.0, 1.0)),  # one per GPU
+    ({"worker_gpus": 0.5}, {"CPU": 16.0, "GPU": 2.0}, (4, 1.0, 0.5)),  # two per GPU
+    ({"workers": 3, "worker_cpus": 2.0}, {"CPU": 8.0}, (3, 2.0, 0.0)),
+])
+def test_workers_follow_the_cluster_resources(settings, cluster, expected):
+    assert distributed._worker_resources(config.EvaluatorSettings(**settings), cluster) == expected
+
+
+def test_more_workers_than_the_cluster_holds_is_refused():
+    with pytest.raises(DistributedError, match="3 Ray worker.s. with 1 GPU.s. each need 3 GPUs, the cluster has 2"):
+        distributed._worker_resources(config.EvaluatorSettings(workers=3, worker_gpus=1.0), {"CPU": 8.0, "GPU": 2.0})
+
+
 @pytest.mark.parametrize("evaluator, message", [
     ({"backend": "spark"}, "evaluator.backend: unknown backend 'spark'"),
     ({"worker_backend": "ray"}, "evaluator.worker_backend: unknown backend 'ray'"),
