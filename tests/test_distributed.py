@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,8 +22,9 @@ from afos.types import DistributedError
 ARGS = ["--population", "4", "--generations", "1", "--train-size", "128", "--val-size", "96", "--seed", "7"]
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 # Ray >= 2.59 turns token authentication on for `ray start`; a driver given an explicit address needs the
-# same mode (the token is read from ~/.ray/auth_token).
-RAY_ENV = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+# same mode and token. The test cluster has a token of its own (not the user's ~/.ray/auth_token).
+RAY_ENV = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+           "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def _lines(run_dir: Path) -> list[dict]:
@@ -239,6 +241,16 @@ def test_ray_search_equals_the_local_search(tmp_path, cluster, reference):
     _assert_same_results(run_dir, reference)
     stored = config.load(run_dir / archive.CONFIG).evaluator
     assert (stored.backend, stored.ray_address, stored.workers) == ("ray", cluster, 2)
+
+
+def test_backend_ray_without_an_address_runs_on_a_local_instance(tmp_path, reference):
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([sys.executable, "-m", "afos", "search", "--run-dir", str(run_dir), *ARGS,
+                           "--backend", "ray", "--worker-backend", "sequential"],
+                          env=env | {"RAY_USAGE_STATS_ENABLED": "0"}, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _assert_same_results(run_dir, reference)
 
 
 def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(tmp_path, cluster, reference):
