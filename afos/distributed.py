@@ -157,7 +157,10 @@ def connect(address: str) -> bool:
             ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise DistributedError(f"cannot connect to the Ray cluster at {address}: {first}") from None
+            hint = "" if os.environ.get("RAY_AUTH_MODE") else (
+                "; a cluster started by `ray start` (Ray >= 2.59) also wants RAY_AUTH_MODE=token and its token "
+                "here (docs/SCALING.md)")
+            raise DistributedError(f"cannot connect to the Ray cluster at {address}: {first}{hint}") from None
         return False
     ray.init(address="local", num_cpus=os.cpu_count(), _node_ip_address="127.0.0.1", **options)
     return True
@@ -201,9 +204,6 @@ class FitnessWorker:
             self.seeded = SeededEvaluator(self.backend, ray.get(dataset[0]), self.settings, self.candidates)
         return list(self.seeded.evaluate(candidates, seeds))
 
-    def pid(self) -> int:
-        return os.getpid()
-
 
 def _without_test(dataset: Dataset) -> Dataset:
     """The dataset as workers get it: selection never reads the test split, so it is not shipped."""
@@ -231,10 +231,6 @@ class RayPool:
             self.close()
             raise
         self.group_size = settings.group_size
-
-    def pids(self) -> list[int]:
-        """The process ids of the workers (for tests and monitoring)."""
-        return self.ray.get([w.pid.remote() for w in self.workers])
 
     def evaluate(self, candidates: Sequence[Analysis], seeds: Sequence[int]) -> Iterator[tuple[int, Fitness]]:
         ray = self.ray

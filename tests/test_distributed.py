@@ -133,6 +133,25 @@ def test_missing_ray_says_how_to_install_it(monkeypatch):
         distributed.connect("")
 
 
+def test_a_refused_connection_is_one_line_with_the_token_hint(monkeypatch):
+    class FakeRay:
+        def is_initialized(self):
+            return False
+
+        def init(self, **options):
+            raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379\n(a long Ray traceback)")
+
+    monkeypatch.setattr(distributed, "_ray", FakeRay)
+    monkeypatch.setattr(distributed, "_check_reachable", lambda address: None)  # something answers there
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    with pytest.raises(DistributedError) as err:
+        distributed.connect("10.0.0.5:6379")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("cannot connect to the Ray cluster at 10.0.0.5:6379: Failed to connect")
+    assert "RAY_AUTH_MODE=token" in message
+
+
 # --- several devices of one host (two CPU devices stand in for GPUs) ---------------------------------
 
 SHARDED = textwrap.dedent("""
