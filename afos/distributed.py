@@ -132,16 +132,33 @@ def _ray():
     return ray
 
 
-def _check_reachable(address: str) -> None:
-    """A one-line error, after at most ``CONNECT_TIMEOUT`` seconds, for a cluster address nobody answers."""
+def _check_reachable(address: str, given: str | None = None) -> None:
+    """A one-line error, after at most ``CONNECT_TIMEOUT`` seconds, for a cluster address nobody answers.
+
+    Ray itself retries a dead address for minutes.
+    """
+    given = given or address
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        raise DistributedError(f"--ray-address {address!r}: expected auto or HOST:PORT (e.g. 10.0.0.5:6379)")
+        raise DistributedError(f"--ray-address {given!r}: expected auto or HOST:PORT (e.g. 10.0.0.5:6379)")
     try:
         socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
     except OSError as err:
-        raise DistributedError(f"cannot reach the Ray cluster at {address} ({err.strerror or err}); start it with "
+        where = address if given == address else f"{address} (what --ray-address {given} found)"
+        raise DistributedError(f"cannot reach the Ray cluster at {where} ({err.strerror or err}); start it with "
                                "`ray start --head` there, or pass the address `ray start` printed") from None
+
+
+def _auto_address() -> str | None:
+    """What ``auto`` points at: RAY_ADDRESS, else the last `ray start` on this machine (None: ask Ray later)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+    except ImportError:  # a Ray without this helper resolves 'auto' in ray.init
+        return None
+    try:
+        return canonicalize_bootstrap_address_or_die("auto")
+    except ConnectionError as err:
+        raise DistributedError(f"--ray-address auto: {str(err).strip().splitlines()[0]}") from None
 
 
 def connect(address: str) -> bool:
@@ -151,13 +168,15 @@ def connect(address: str) -> bool:
         return False
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
     if address:
-        if address != "auto":
-            _check_reachable(address)
+        resolved = _auto_address() if address == "auto" else address
+        if resolved:
+            _check_reachable(resolved, address)
+        auth = os.environ.get("RAY_AUTH_MODE")  # read first: ray.init may set it
         try:
             ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            hint = "" if os.environ.get("RAY_AUTH_MODE") else (
+            hint = "" if auth else (
                 "; a cluster started by `ray start` (Ray >= 2.59) also wants RAY_AUTH_MODE=token and its token "
                 "here (docs/SCALING.md)")
             raise DistributedError(f"cannot connect to the Ray cluster at {address}: {first}{hint}") from None

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -117,6 +118,18 @@ def test_an_unreachable_cluster_is_a_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing was created: the same command works once the cluster is up
 
 
+def test_auto_pointing_at_a_dead_cluster_is_a_quick_one_line_error(monkeypatch):
+    dead = f"127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("RAY_ADDRESS", dead)  # as a stale record of an earlier `ray start` would
+    start = time.monotonic()
+    with pytest.raises(DistributedError) as err:
+        distributed.connect("auto")
+    port = dead.rpartition(":")[2]  # Ray reads 127.0.0.1 as this machine's own address
+    assert re.match(rf"cannot reach the Ray cluster at [0-9.]+:{port} \(what --ray-address auto found\) "
+                    r"\(Connection refused\)", str(err.value))
+    assert time.monotonic() - start < 30  # Ray alone retries for minutes
+
+
 @pytest.mark.parametrize("args, message", [
     (["--ray-address", "somewhere"], "--ray-address 'somewhere': expected auto or HOST:PORT"),
     (["--backend", "batched", "--ray-address", "auto"], "--ray-address is for --backend ray, not --backend batched"),
@@ -142,7 +155,7 @@ def test_a_refused_connection_is_one_line_with_the_token_hint(monkeypatch):
             raise ConnectionError("Failed to connect to Ray cluster at 10.0.0.5:6379\n(a long Ray traceback)")
 
     monkeypatch.setattr(distributed, "_ray", FakeRay)
-    monkeypatch.setattr(distributed, "_check_reachable", lambda address: None)  # something answers there
+    monkeypatch.setattr(distributed, "_check_reachable", lambda *address: None)  # something answers there
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     with pytest.raises(DistributedError) as err:
         distributed.connect("10.0.0.5:6379")
