@@ -77,7 +77,10 @@ def stop_on_sigint(reporter: Messenger, resume_hint: str) -> Iterator[Callable[[
     try:
         yield lambda: bool(requested)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        # Only while ours is in place: a Ctrl-C that lands inside the `with` statement's exit can leave this
+        # generator to be closed later by the garbage collector, after the CLI chose to ignore SIGINT.
+        if signal.getsignal(signal.SIGINT) is handler:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _main_thread() -> bool:

@@ -293,3 +293,22 @@ def test_init_from_a_run_directory(tmp_path, small, capsys):
     first = next(r for r in _lines(new) if r["status"] != types.ANCHOR)
     best = max(front, key=lambda e: e.val_accuracy)
     assert first["fingerprint"] == best.fingerprint
+
+
+def test_sigint_handler_is_restored_on_exit_but_never_over_a_later_choice():
+    from afos.runlock import stop_on_sigint
+
+    original = signal.getsignal(signal.SIGINT)
+    with stop_on_sigint(driver.SilentReporter(), "hint") as stop:
+        assert signal.getsignal(signal.SIGINT) not in (original, signal.SIG_IGN) and not stop()
+    assert signal.getsignal(signal.SIGINT) is original  # a normal exit puts the previous handler back
+    try:
+        # A Ctrl-C inside the `with` statement's exit leaves the generator suspended; the CLI then ignores
+        # SIGINT, and the garbage collector closes the generator later: that must not bring Ctrl-C back.
+        cm = stop_on_sigint(driver.SilentReporter(), "hint")
+        cm.__enter__()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        cm.gen.close()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, original)
