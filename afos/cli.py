@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from rich.table import Table
 
 from afos import archive, types
 from afos import config as config_lib
+from afos.runlock import ignore_sigint
 
 console = Console(stderr=True)
 
@@ -316,7 +315,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     try:
         bench.run(spec, out, progress)
     except KeyboardInterrupt:
-        _ignore_sigint()
+        ignore_sigint()
         console.print(f"interrupted: finished cells are in {out / bench.RESULTS}; run the same command to resume")
         return 130
     finally:
@@ -482,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _command(sys.argv[1:] if argv is None else argv)
     except KeyboardInterrupt:  # a further Ctrl-C that landed while the first stop was being reported
-        _ignore_sigint()
+        ignore_sigint()
         return 130
 
 
@@ -494,17 +493,13 @@ def _command(argv: list[str]) -> int:
         print(f"afos {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:  # driver.SearchInterruptedError (first Ctrl-C) carries its own message
-        _ignore_sigint()
+        ignore_sigint()
         where = getattr(args, "run_dir", None)
         hint = f"; resume with: afos resume {where}" if where else ""
         message = str(err) or f"stopped at once; every finished evaluation is saved{hint}"
         print(f"afos {args.command}: {message}", file=sys.stderr)
         return 130
 
-
-def _ignore_sigint() -> None:
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 if __name__ == "__main__":
     sys.exit(main())

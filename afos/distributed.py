@@ -51,6 +51,11 @@ def split(n: int, parts: int, size: int = 0) -> list[list[int]]:
     return [list(range(start, min(n, start + size))) for start in range(0, n, size)]
 
 
+def _share(candidates: int | None, places: int) -> int | None:
+    """The candidates one of ``places`` places will score in a run (for its ``auto``)."""
+    return None if candidates is None else math.ceil(candidates / places)
+
+
 def seeded_evaluator(settings: EvaluatorSettings, dataset: Dataset, fitness: FitnessSettings,
                      candidates: int | None = None) -> Scorer:
     """The scorer a run with these evaluator settings uses: local, over local devices, or on Ray.
@@ -80,8 +85,8 @@ class DevicePool:
     def __init__(self, backend: str, dataset: Dataset, settings: FitnessSettings, candidates: int | None = None,
                  devices: Sequence[Any] | None = None):
         self.devices = list(devices or jax.local_devices())
-        per_device = None if candidates is None else math.ceil(candidates / len(self.devices))
-        self.places = [SeededEvaluator(backend, dataset, settings, per_device) for _ in self.devices]
+        share = _share(candidates, len(self.devices))
+        self.places = [SeededEvaluator(backend, dataset, settings, share) for _ in self.devices]
         self.threads = [ThreadPoolExecutor(1, thread_name_prefix=f"afos-device{k}") for k in range(len(self.devices))]
 
     def evaluate(self, candidates: Sequence[Analysis], seeds: Sequence[int]) -> Iterator[tuple[int, Fitness]]:
@@ -244,8 +249,8 @@ class RayPool:
                 num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=TASK_RETRIES,
                 runtime_env={"env_vars": env} if env else None)
             self.dataset = ray.put(_without_test(dataset))  # once: every worker fetches this copy
-            per_worker = None if candidates is None else math.ceil(candidates / workers)
-            self.workers = [actor.remote(settings.worker_backend, fitness, per_worker) for _ in range(workers)]
+            share = _share(candidates, workers)
+            self.workers = [actor.remote(settings.worker_backend, fitness, share) for _ in range(workers)]
         except BaseException:
             self.close()
             raise

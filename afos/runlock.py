@@ -83,5 +83,11 @@ def stop_on_sigint(reporter: Messenger, resume_hint: str) -> Iterator[Callable[[
             signal.signal(signal.SIGINT, previous)
 
 
+def ignore_sigint() -> None:
+    """For a process on its way out after a Ctrl-C stop: further Ctrl-C changes nothing (main thread only)."""
+    if _main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
