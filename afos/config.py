@@ -2,7 +2,9 @@
 
 A run stores its fully resolved configuration in ``config.toml`` (the search
 space included as data), so it can be resumed and read without the files it
-was started from.
+was started from. Every section is a frozen dataclass read by one typed parser
+(``parse_section``), which the benchmark specification uses too. Nothing here
+imports JAX: every command reads its configuration without loading the training stack.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Any
 
 import tomli_w
 
-from afos import space as space_lib
+from afos.errors import ConfigError
 from afos.expr import parse
-from afos.primitives import STANDARD_ACTIVATIONS
-from afos.train import FitnessSettings
+from afos.expr.primitives import STANDARD_ACTIVATIONS
+from afos.ga import space as space_lib
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,25 @@ class SearchSettings:
     init_exprs: list[str] = field(default_factory=list)  # warm start: functions that open generation 0
 
 
-POOLS = ("sharded", "ray")  # afos.distributed: the work of a local backend spread over devices or machines
+@dataclass(frozen=True)
+class FitnessSettings:
+    """Everything that changes what a fitness value means (part of the cache key)."""
+
+    dataset: str = "digits"
+    model: str = "cnn-small"
+    epochs: int = 1
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    val_fraction: float = 0.2
+    train_size: int = 0
+    val_size: int = 0
+    seed: int = 0  # the data split, and the first initialisation seed of fitness evaluations
+    topology: tuple[int, ...] = ()  # hidden widths of the ``mlp`` model (empty: its default)
+    data_dir: str = ""  # where dataset files are looked for first (empty: $AFOS_DATA_DIR, then system paths)
+
+
+BACKENDS = ("sequential", "batched")  # afos.fitness.evaluator: how one place trains candidates
+POOLS = ("sharded", "ray")  # afos.fitness.pools, .cluster: the work of a backend spread over devices or machines
 
 
 @dataclass(frozen=True)
@@ -104,50 +124,47 @@ SECTIONS = {"search": SearchSettings, "fitness": FitnessSettings, "evaluator": E
             "protocol": ProtocolSettings}
 
 
-class ConfigError(ValueError):
-    """A configuration file or value that is not valid; the message names the key."""
-
-
-def _section(cls, data: dict, where: str):
+def parse_section(cls, data: dict, where: str, error: type[Exception] = ConfigError):
+    """``cls`` (a dataclass of settings) from TOML data: unknown keys and values of the wrong type are refused
+    with an ``error`` naming ``where`` and the key; integers are accepted for floats, lists for tuples."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values = {}
     for key, value in data.items():
         if key not in fields:
-            raise ConfigError(f"{where}: unknown key {key!r} (allowed: {', '.join(fields)})")
+            raise error(f"{where}: unknown key {key!r} (allowed: {', '.join(fields)})")
         default = getattr(cls(), key)
         if isinstance(default, tuple):  # a list of ints in TOML (e.g. fitness.topology)
             if not isinstance(value, list | tuple) or not all(type(v) is int for v in value):
-                raise ConfigError(f"{where}.{key}: must be a list of integers, got {value!r}")
+                raise error(f"{where}.{key}: must be a list of integers, got {value!r}")
             value = tuple(value)
         elif isinstance(default, bool) != isinstance(value, bool) or not isinstance(value, type(default)):
             if not (isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)):
-                raise ConfigError(f"{where}.{key}: must be a {type(default).__name__}, got {value!r}")
+                raise error(f"{where}.{key}: must be {describe_type(default)}, got {value!r}")
             value = float(value)
         values[key] = value
     return cls(**values)
+
+
+def describe_type(default: Any) -> str:
+    """How an error names the type of a setting whose default is ``default``."""
+    return {bool: "true or false", int: "an integer", float: "a number", str: "text", list: "a list"}.get(
+        type(default), f"a {type(default).__name__}")
 
 
 def from_dict(data: dict[str, Any], source: str = "config") -> Config:
     for key in data:
         if key not in (*SECTIONS, "space"):
             raise ConfigError(f"{source}: unknown section [{key}] (allowed: {', '.join(SECTIONS)}, space)")
-    parts = {name: _section(cls, data.get(name, {}), f"{source} [{name}]") for name, cls in SECTIONS.items()}
-    space = None
-    if "space" in data:
-        try:
-            space = space_lib.from_dict(data["space"], f"{source} [space]")
-        except space_lib.SpaceError as err:
-            raise ConfigError(str(err)) from None
+    parts = {name: parse_section(cls, data.get(name, {}), f"{source} [{name}]") for name, cls in SECTIONS.items()}
+    space = space_lib.from_dict(data["space"], f"{source} [space]") if "space" in data else None
     config = Config(**parts, space=space)
     validate(config)
     return config
 
 
 def validate(config: Config) -> None:
-    from afos.evaluate import BACKENDS as LOCAL  # the registry (tests add fakes to it)
-
     s, f, p, e = config.search, config.fitness, config.protocol, config.evaluator
-    local = ("auto", *LOCAL)
+    local = ("auto", *BACKENDS)
     checks = [
         (e.backend in (*local, *POOLS), f"evaluator.backend: unknown backend {e.backend!r} "
                                         f"(available: {', '.join((*local, *POOLS))})"),
@@ -201,12 +218,38 @@ def override(config: Config, **sections: dict[str, Any]) -> Config:
         if name not in SECTIONS:
             raise ConfigError(f"unknown config section {name!r}")
         changes = {k: v for k, v in changes.items() if v is not None}
-        merged = _section(SECTIONS[name], dataclasses.asdict(parts[name]) | changes, f"[{name}]")
+        merged = parse_section(SECTIONS[name], dataclasses.asdict(parts[name]) | changes, f"[{name}]")
         parts[name] = merged
     space_changed = sections.get("search", {}).get("space") not in (None, config.search.space)
     new = Config(**parts, space=None if space_changed else config.space)
     validate(new)
     return new
+
+
+def search_seeds(fitness: FitnessSettings, n: int) -> list[int]:
+    """The first ``n`` initialisation seeds of a search: ``fitness.seed``, ``fitness.seed + 1``, ..."""
+    return [fitness.seed + i for i in range(n)]
+
+
+# What a resume may change: how far the search goes, and where its work runs (PLACEMENT).
+FREE_ON_RESUME = ("search.generations", *(f"evaluator.{k}" for k in PLACEMENT))
+
+
+def differences(old: Config, new: Config, free: tuple[str, ...] = FREE_ON_RESUME) -> list[str]:
+    """'section.key: old -> new' for every setting that differs, except the ``free`` ones."""
+    a, b = _flatten(old.to_dict()), _flatten(new.to_dict())
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and k not in free]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _flatten(v, f"{prefix}{k}.")
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def dumps(config: Config) -> str:

@@ -22,44 +22,43 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
-from afos import batched, models, train, types
 from afos import config as config_lib
-from afos import data as data_lib
-from afos.evaluate import BatchedEvaluator, SequentialEvaluator
-from afos.search import Search
-from afos.train import FitnessSettings
+from afos import types
+from afos.config import FitnessSettings
+from afos.fitness import train
+from afos.fitness.batched import Batched, default_mode
+from afos.fitness.evaluator import Sequential
+from afos.fitness.problem import FitnessProblem
+from afos.ga.strategy import Search
 
 
 def candidates(population: int, seed: int) -> list:
     """``population`` accepted random candidates of the default space, drawn with ``seed``."""
     search = Search(config_lib.override(config_lib.Config(), search={"population": 4 * population,
                                                                      "seed": seed}).resolved())
-    out = [a for a in (search.analysis(ind) for ind in search.ask(search.init())) if a.accepted]
+    out = [c for c in (search.candidate(ind) for ind in search.ask(search.init())) if c.accepted]
     return out[:population]
 
 
-def timed(evaluator, population, label: str) -> tuple[float, dict[int, object]]:
+def timed(evaluator, population, label: str, seed: int) -> tuple[float, dict[int, object]]:
     start = time.perf_counter()
-    rows = dict(evaluator.evaluate(population))
+    rows = dict(evaluator.evaluate(population, [seed]))
     seconds = time.perf_counter() - start
     print(f"  {label}: {seconds:.2f} s", flush=True)
     return seconds, rows
 
 
-def floor(dataset, settings: FitnessSettings, size: int, mode: str) -> float:
+def floor(problem: FitnessProblem, size: int, mode: str) -> float:
     """Seconds to train ``size`` relu models (one compiled step, no interpreter) and score them."""
-    options = {"topology": tuple(settings.topology)} if settings.topology else {}
-    model = models.build(settings.model, jax.nn.relu, dataset.input_shape, dataset.num_classes, settings.seed,
-                         selu=False, **options)
+    dataset, seed = problem.dataset, problem.settings.seed
+    model = problem.model(jax.nn.relu, seed, selu=False)
     graphdef, state = nnx.split(model)
-    tx = optax.adam(settings.learning_rate)
+    tx = problem.optimizer()
     opt = tx.init(nnx.state(model, nnx.Param))
     step, eval_step = train.make_steps(graphdef, tx)
-    rng = np.random.default_rng(settings.seed)
-    epochs = [train.epoch_batches(len(dataset.train), settings.batch_size, rng) for _ in range(settings.epochs)]
+    epochs = problem.batches(seed)
     start = time.perf_counter()
     if mode == "loop":
         for _ in range(size):
@@ -109,9 +108,9 @@ def main(argv: list[str] | None = None) -> dict:
     settings = FitnessSettings(dataset=args.dataset, model=args.model, epochs=args.epochs,
                                batch_size=args.batch_size, train_size=args.train_size, val_size=args.val_size,
                                data_dir=args.data_dir)
-    dataset = data_lib.load(args.dataset, settings.seed, settings.val_fraction, args.train_size, args.val_size,
-                            data_dir=args.data_dir)
-    mode = args.mode or batched.default_mode()
+    problem = FitnessProblem(settings)
+    dataset = problem.dataset
+    mode = args.mode or default_mode()
     gens = [candidates(args.population, seed) for seed in (1, 2)]
     print(f"jax {jax.__version__} {jax.devices()} | {args.dataset} train {len(dataset.train)} val "
           f"{len(dataset.val)} | {args.model} batch {args.batch_size} epochs {args.epochs} | population "
@@ -120,24 +119,24 @@ def main(argv: list[str] | None = None) -> dict:
     rows = {}
     methods = args.methods.split(",")
     if "sequential" in methods:
-        ev = SequentialEvaluator(dataset, settings)
+        ev = Sequential(problem)
         times = []
         for k, g in enumerate(gens[: args.sequential_generations]):
-            t, r = timed(ev, g, f"sequential generation {k + 1}")
+            t, r = timed(ev, g, f"sequential generation {k + 1}", settings.seed)
             times.append(t)
             rows.setdefault("sequential", r)
         out["seconds"]["sequential"] = times
     if "batched" in methods:
-        ev = BatchedEvaluator(dataset, settings, mode=mode)
+        ev = Batched(problem, mode=mode)
         times = []
         for k, g in enumerate(gens):
-            t, r = timed(ev, g, f"batched generation {k + 1}")
+            t, r = timed(ev, g, f"batched generation {k + 1}", settings.seed)
             times.append(t)
             rows.setdefault("batched", r)
         out["seconds"]["batched"] = times
-        out["batched_step_traces"] = ev.trainer.traces
+        out["batched_step_traces"] = ev.trainer(settings.seed).traces
     if "floor" in methods:
-        out["seconds"]["floor"] = [floor(dataset, settings, args.population, mode) for _ in range(2)]
+        out["seconds"]["floor"] = [floor(problem, args.population, mode) for _ in range(2)]
         print(f"  floor: {out['seconds']['floor']}", flush=True)
     print(f"{'method':12s} {'gen 1 (s)':>10s} {'gen 2 (s)':>10s} {'s/candidate (last gen)':>24s}")
     for name, times in out["seconds"].items():

@@ -23,11 +23,11 @@ from pathlib import Path
 import ray
 
 from afos import config as config_lib
-from afos import data as data_lib
-from afos import distributed
-from afos.fitness import SeededEvaluator
-from afos.search import Search
-from afos.train import FitnessSettings
+from afos.config import FitnessSettings
+from afos.fitness import plan
+from afos.fitness.cluster import RayPool
+from afos.fitness.problem import FitnessProblem
+from afos.ga.strategy import Search
 
 
 def generations(population: int, count: int, seed: int) -> list[list]:
@@ -36,7 +36,7 @@ def generations(population: int, count: int, seed: int) -> list[list]:
                                                                      "seed": seed}).resolved())
     seen, out = set(), []
     for ind in search.ask(search.init()):
-        a = search.analysis(ind)
+        a = search.candidate(ind)
         if a.accepted and a.fingerprint not in seen:
             seen.add(a.fingerprint)
             out.append(a)
@@ -78,7 +78,8 @@ def main() -> None:
 
     settings = FitnessSettings(dataset=args.dataset, model=args.model, batch_size=args.batch_size,
                                train_size=args.train_size)
-    dataset = data_lib.load(args.dataset, train_size=args.train_size)
+    problem = FitnessProblem(settings)
+    dataset = problem.dataset
     warm, *gens = generations(args.population, 1 + args.generations, args.seed)
     total = args.population * (1 + args.generations)
     print(f"{args.dataset} / {args.model}, batch {args.batch_size}, {len(dataset.train)} training images, "
@@ -87,7 +88,8 @@ def main() -> None:
     # Ray first: its local instance forks, which JAX, once started in this process, warns against.
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
              logging_level="ERROR")
-    local = SeededEvaluator(args.worker_backend, dataset, settings, total)
+    local_settings = config_lib.EvaluatorSettings(backend=args.worker_backend)
+    local = plan.build(plan.make_plan(local_settings, problem, total), problem, local_settings)
     list(local.evaluate(warm, [0]))
     rows = [{"workers": 0, "seconds_per_generation": timed(local, gens)}]
     print(f"  local (no Ray): {rows[0]['seconds_per_generation']:.1f} s per generation", flush=True)
@@ -95,7 +97,7 @@ def main() -> None:
     for workers in (int(w) for w in args.workers.split(",")):
         evaluator = config_lib.EvaluatorSettings(backend="ray", worker_backend=args.worker_backend, workers=workers,
                                                  worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus)
-        pool = distributed.RayPool(evaluator, dataset, settings, total)
+        pool = RayPool(evaluator, problem, total)
         start = time.perf_counter()
         list(pool.evaluate(warm, [0]))
         warmup = time.perf_counter() - start

@@ -8,6 +8,10 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="afos
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
+import gzip
+import struct
+
+import numpy as np
 import pytest
 
 from afos import config as config_lib
@@ -23,3 +27,27 @@ def tiny_config():
         search={"population": 4, "generations": 1, "seed": 3},
         fitness=TINY,
     )
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """One gzipped IDX file of unsigned bytes, as Fashion-MNIST ships them."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture
+def tiny_fashion(tmp_path):
+    """Fashion-MNIST-shaped IDX files: 100 training and 30 test images of 28x28, 10 balanced classes."""
+    from afos.fitness import data
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "files"
+    root.mkdir()
+    arrays = {
+        "x_train": rng.integers(0, 256, (100, 28, 28)), "y_train": np.arange(100) % 10,
+        "x_test": rng.integers(0, 256, (30, 28, 28)), "y_test": np.arange(30) % 10,
+    }
+    for key, name in data.FASHION_MNIST_FILES.items():
+        write_idx(root / name, arrays[key])
+    return root, arrays

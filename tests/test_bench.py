@@ -7,20 +7,23 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from afos import archive, bench, stats
+from afos import config as config_lib
 from afos.cli import main
+from afos.errors import BenchError
+from afos.fitness import data
+from afos.ga.front import FrontEntry
+from afos.run.files import read_jsonl
+from afos.run.rundir import Run
+from afos.study import bench, presets, runner, stats
 
 TINY = ["--train-size", "64", "--val-size", "64", "--test-size", "64", "--epochs", "1"]
 
 
 def fake_run(tmp_path, expressions):
     """A run directory with a front (no training): what `RUN_DIR:topK` reads."""
-    run = tmp_path / "run-a"
-    run.mkdir()
-    (run / archive.CONFIG).write_text("[search]\nseed = 0\n")
-    front = [archive.FrontEntry(e, acc, c, 0.5, 1, f"fp{c}", "t") for e, acc, c in expressions]
-    archive.write_pareto_csv(run, front)
-    return run
+    run = Run.create(tmp_path / "run-a", config_lib.Config())
+    run.write_front([FrontEntry(e, acc, c, 0.5, 1, f"fp{c}", "t") for e, acc, c in expressions])
+    return run.path
 
 
 def test_split_top_level_keeps_commas_inside_calls():
@@ -33,7 +36,7 @@ def test_split_top_level_keeps_commas_inside_calls():
 
 
 def test_activation_list_from_names_expressions_and_a_run(tmp_path):
-    run = fake_run(tmp_path, [("tanh(x)", 0.7, 1), ("x*sigmoid(x)", 0.9, 3), ("Max(x, tanh(x))", 0.8, 2)])
+    run = fake_run(tmp_path, [("tanh(x)", 0.7, 1), ("Max(x, tanh(x))", 0.8, 2), ("x*sigmoid(x)", 0.9, 3)])
     acts = bench.parse_activations(f"relu,max(x, 0.1*x),{run}:top2")
     assert [a.label for a in acts] == ["relu", "max(x, 0.1*x)", "run-a#1", "run-a#2"]
     assert acts[0].expression == "max(x, 0)" and acts[0].source == "standard"
@@ -49,7 +52,7 @@ def test_activation_list_from_names_expressions_and_a_run(tmp_path):
         ("relu,relu", "listed twice"),
         ("relu,foo(x)", "neither a standard name"),
         ("relu,__import__('os')", "neither a standard name"),
-        ("nowhere:top2", "nowhere is not an afos run directory"),
+        ("nowhere:top2", "nowhere: no such directory"),
     ],
 )
 def test_bad_activation_lists_give_one_line_errors(items, fragment):
@@ -69,6 +72,52 @@ def test_model_options_reach_the_fitness_settings():
         bench.parse_model("mlp:widths=3")
 
 
+@pytest.mark.parametrize("item, options", [
+    ("cnn-small:batch_size=16", (("batch_size", 16),)),
+    ("mlp:learning_rate=0.01;topology=32x16", (("learning_rate", 0.01), ("topology", (32, 16)))),
+    ("mlp:train_size=32;val_size=16", (("train_size", 32), ("val_size", 16))),
+])
+def test_model_options_take_the_type_of_their_setting(item, options):
+    model = bench.parse_model(item)
+    assert model.options == options
+    assert all(type(v) is type(dict(options)[k]) for k, v in model.options)
+    spec = bench.make_spec({"models": [item], "seeds": 1, "activations": "relu"})
+    settings = bench.cells(spec)[0].settings
+    assert all(getattr(settings, k) == v for k, v in options)
+
+
+@pytest.mark.parametrize("item, fragment", [
+    ("mlp:epochs=3", "model option 'epochs' is not a setting model 'mlp' takes"),
+    ("cnn-small:topology=64", "model option 'topology' is not a setting model 'cnn-small' takes"),
+    ("mlp:batch_size=big", "model option batch_size='big': must be an integer"),
+    ("mlp:topology=64xa", "model option topology='64xa': must be widths such as 64x32"),
+])
+def test_bad_model_options_are_named_with_what_is_allowed(item, fragment):
+    with pytest.raises(BenchError) as err:
+        bench.parse_model(item)
+    message = str(err.value)
+    assert fragment in message and "\n" not in message
+    if "settings:" in message:
+        assert "epochs" not in message.split("settings:")[1]  # what is refused is never listed as allowed
+
+
+def test_a_model_option_that_changes_the_data_changes_the_data_its_cells_train_on(tmp_path, monkeypatch):
+    loads = []
+    original = data.load
+
+    def spy(name, seed=0, val_fraction=0.2, train_size=0, val_size=0, **kw):
+        dataset = original(name, seed, val_fraction, train_size, val_size, **kw)
+        loads.append((train_size, len(dataset.train)))
+        return dataset
+
+    monkeypatch.setattr(data, "load", spy)
+    spec = bench.make_spec({"activations": "relu", "models": ["mlp:train_size=32", "mlp"], "seeds": 1, "epochs": 1,
+                            "train_size": 64, "val_size": 32, "test_size": 32})
+    records = runner.run(spec, tmp_path / "b")
+    assert sorted(loads) == [(32, 32), (64, 64)]
+    assert len(records) == 2 and len({r["key"] for r in records}) == 2
+
+
 def test_spec_checks_and_round_trip():
     spec = bench.make_spec({"activations": "elu,gelu,tanh", "seeds": 2})
     assert spec.baseline == "elu"  # no relu: the first activation
@@ -85,9 +134,9 @@ def test_spec_checks_and_round_trip():
 @pytest.mark.parametrize("name", ["elu-vs-relu", "lrelu-vs-relu-epochs", "six-activations-cnn", "mlp-small-large",
                                   "afos-friedman"])
 def test_presets_resolve_in_full_and_quick_form(name):
-    assert name in bench.preset_names()
-    full = bench.make_spec(bench.load_preset(name))
-    quick = bench.make_spec(bench.load_preset(name, quick=True))
+    assert name in presets.preset_names()
+    full = bench.make_spec(presets.load_preset(name))
+    quick = bench.make_spec(presets.load_preset(name, quick=True))
     assert full.epochs > 1 and quick.epochs <= 2 and quick.train_size == 128
     assert len(quick.seeds) <= 2 and not any(d.startswith("tfds:") for d in quick.datasets)
     if any(d.startswith("tfds:") for d in full.datasets):
@@ -95,14 +144,14 @@ def test_presets_resolve_in_full_and_quick_form(name):
 
 
 def test_quick_fallback_is_explicit_and_noted():
-    values = bench.load_preset("elu-vs-relu", quick=True)
+    values = presets.load_preset("elu-vs-relu", quick=True)
     assert values["datasets"] == ["fashion_mnist"]
     assert any("tfds:cifar10 replaced by fashion_mnist" in n for n in values["notes"])
     with pytest.raises(bench.BenchError, match="unknown preset 'nope'"):
-        bench.load_preset("nope")
+        presets.load_preset("nope")
 
 
-class Interrupt(bench.SilentReporter):
+class Interrupt(runner.SilentReporter):
     def __init__(self, after):
         self.after, self.trained, self.started_with = after, 0, None
 
@@ -119,13 +168,13 @@ def test_an_interrupted_benchmark_resumes_where_it_stopped(tmp_path):
     spec = bench.make_spec({"activations": "relu,tanh", "models": ["mlp"], "seeds": 1, "epochs": 2,
                             "train_size": 64, "val_size": 64, "test_size": 64})
     with pytest.raises(KeyboardInterrupt):
-        bench.run(spec, tmp_path, Interrupt(after=1))
-    first = archive.read_jsonl(tmp_path / bench.RESULTS)
+        runner.run(spec, tmp_path, Interrupt(after=1))
+    first = read_jsonl(tmp_path / bench.RESULTS)
     assert len(first) == 1
     with open(tmp_path / bench.RESULTS, "a") as f:
         f.write('{"key": "cut off mid-wri')  # a line the kill cut short
     again = Interrupt(after=0)
-    records = bench.run(spec, tmp_path, again)
+    records = runner.run(spec, tmp_path, again)
     assert again.started_with == (2, 1) and again.trained == 1
     assert [r["activation"] for r in records] == ["relu", "tanh"]
     assert records[0] == first[0]
@@ -152,7 +201,7 @@ def acceptance(tmp_path_factory):
 def test_acceptance_benchmark_writes_results_table_and_statistics(acceptance):
     code, out, stdout = acceptance
     assert code == 0
-    records = archive.read_jsonl(out / bench.RESULTS)
+    records = read_jsonl(out / bench.RESULTS)
     assert len(records) == 18
     assert {(r["activation"], r["model"], r["seed"]) for r in records} == {
         (a, m, s) for a in ("relu", "elu", "max(x, tanh(x))") for m in ("cnn-small", "mlp")
@@ -190,7 +239,7 @@ def test_rerunning_a_finished_benchmark_trains_nothing(acceptance, capsys):
     _, out, _ = acceptance
     spec = bench.read_spec(out)
     again = Interrupt(after=0)
-    assert len(bench.run(spec, out, again)) == 18
+    assert len(runner.run(spec, out, again)) == 18
     assert again.trained == 0 and again.started_with == (18, 18)
 
 
@@ -199,7 +248,28 @@ def test_rerunning_a_finished_benchmark_trains_nothing(acceptance, capsys):
 def test_every_preset_runs_in_quick_form(tmp_path, capsys, name):
     out = tmp_path / name
     assert main(["benchmark", "--preset", name, "--quick", "--out", str(out)]) == 0, capsys.readouterr().err
-    spec, records = bench.read_results(out)
+    spec, records = runner.read_results(out)
     assert len(records) == len(bench.cells(spec)) > 0
     assert "data:image/png;base64," in (out / "report.html").read_text()
     assert "Wins / ties / losses" in capsys.readouterr().out
+
+
+def test_benchmark_data_dir_reaches_every_cell(tmp_path, tiny_fashion, monkeypatch, capsys):
+    root, _ = tiny_fashion
+    monkeypatch.setenv("AFOS_CACHE_DIR", str(tmp_path / "cache"))
+    seen = []
+    original = data.load
+
+    def spy(*args, **kwargs):
+        dataset = original(*args, **kwargs)
+        seen.append((kwargs.get("data_dir"), len(dataset.test())))
+        return dataset
+
+    monkeypatch.setattr(data, "load", spy)
+    out = tmp_path / "b"
+    assert main(["benchmark", "--activations", "relu,tanh,elu", "--models", "mlp", "--datasets", "fashion_mnist",
+                 "--data-dir", str(root), "--seeds", "1", "--epochs", "1", "--batch-size", "16",
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    spec, records = runner.read_results(out)
+    assert spec.data_dir == str(root) and len(records) == 3
+    assert seen and all(entry == (str(root), 30) for entry in seen)  # the 30 test images of those files

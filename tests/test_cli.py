@@ -3,8 +3,8 @@ import sys
 
 import pytest
 
-from afos import archive
 from afos.cli import main
+from afos.run.rundir import Run
 
 TINY = ["--population", "4", "--generations", "1", "--train-size", "256", "--val-size", "128"]
 
@@ -14,7 +14,7 @@ def test_search_then_show(tmp_path, capsys):
     assert main(["search", "--run-dir", str(run_dir), *TINY]) == 0
     out = capsys.readouterr().out
     assert "Pareto front of" in out
-    front = archive.read_pareto_csv(run_dir)
+    front = Run.open(run_dir).front()
     assert front[0].expression in out
     assert main(["show", str(run_dir)]) == 0
     assert front[-1].expression in capsys.readouterr().out
@@ -27,7 +27,7 @@ def test_search_then_show(tmp_path, capsys):
         (["search", "--dataset", "nope", *TINY], "unknown dataset 'nope'"),
         (["search", "--population", "1"], "search.population must be at least 2"),
         (["search", "--config", "missing.toml"], "missing.toml: no such config file"),
-        (["show", "not-a-run"], "not-a-run is not an afos run directory"),
+        (["show", "not-a-run"], "not-a-run: no such directory"),
     ],
 )
 def test_bad_input_gives_a_one_line_error(tmp_path, capsys, args, fragment):
@@ -60,3 +60,52 @@ def test_expressions_may_start_with_a_minus(capsys):
 
     assert _shield_leading_minus(["--seed", "-1", "-o", "f", "--expr", "-x"]) == ["--seed", " -1", "-o", "f",
                                                                                   "--expr", " -x"]
+
+
+NO_JAX = """
+import sys
+from afos.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as stop:  # --help
+    code = stop.code
+print("CODE", code, "JAX", any(m == "jax" or m.startswith("jax.") for m in sys.modules), file=sys.stderr)
+"""
+FIXTURE = str(__import__("pathlib").Path(__file__).parent / "fixtures" / "run_v1")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["search", "--help"], ["show", FIXTURE],
+                                  ["export", "--expr", "-x*erf(exp(-x))", "--format", "latex"],
+                                  ["export", FIXTURE, "--format", "torch"]])
+def test_commands_that_train_nothing_do_not_load_jax(args):
+    out = subprocess.run([sys.executable, "-c", NO_JAX, *args], capture_output=True, text=True, timeout=120)
+    assert out.stderr.strip().splitlines()[-1] == "CODE 0 JAX False", out.stderr[-2000:]
+
+
+def test_an_internal_error_is_a_traceback_not_a_user_error(monkeypatch):
+    from afos.cli import commands
+
+    def broken(args):
+        raise ValueError("a bug inside afos")
+
+    monkeypatch.setattr(commands, "cmd_show", broken)
+    with pytest.raises(ValueError, match="a bug inside afos"):
+        main(["show", FIXTURE])
+
+
+def test_resume_offers_only_what_a_resume_may_change(capsys, tmp_path):
+    with pytest.raises(SystemExit):
+        main(["resume", "--help"])
+    help_text = capsys.readouterr().out
+    for option in ("--generations", "--ray-address", "--workers", "--validate"):
+        assert option in help_text
+    for option in ("--epochs", "--dataset", "--population", "--backend", "--config", "--seed"):
+        assert option not in help_text
+    with pytest.raises(SystemExit) as stop:
+        main(["resume", FIXTURE, "--epochs", "3"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("afos resume: error: --epochs was fixed when the run started; a resume takes only --generations, "
+                   "--ray-address, --workers, --validate (start a new search to change the rest)")
+    assert main(["resume", FIXTURE, "--workers", "2"]) == 2  # a local run is not moved to Ray
+    assert "which a resume keeps" in capsys.readouterr().err

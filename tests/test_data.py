@@ -1,11 +1,11 @@
 import gzip
-import struct
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from conftest import write_idx as _write_idx
 
-from afos import data
+from afos.fitness import data
 
 
 @pytest.fixture(autouse=True)
@@ -14,27 +14,6 @@ def cache_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("AFOS_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("AFOS_DATA_DIR", raising=False)
     return tmp_path / "cache"
-
-
-def _write_idx(path, array: np.ndarray) -> None:
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-@pytest.fixture
-def tiny_fashion(tmp_path):
-    """Fashion-MNIST-shaped IDX files: 100 training and 30 test images of 28x28, 10 balanced classes."""
-    rng = np.random.default_rng(0)
-    root = tmp_path / "files"
-    root.mkdir()
-    arrays = {
-        "x_train": rng.integers(0, 256, (100, 28, 28)), "y_train": np.arange(100) % 10,
-        "x_test": rng.integers(0, 256, (30, 28, 28)), "y_test": np.arange(30) % 10,
-    }
-    for key, name in data.FASHION_MNIST_FILES.items():
-        _write_idx(root / name, arrays[key])
-    return root, arrays
 
 
 def test_digits_splits_are_disjoint_and_test_is_fixed():

@@ -15,10 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from afos import archive, config, distributed, driver
+from afos import config
 from afos.cli import main
-from afos.fitness import SeededEvaluator
-from afos.types import DistributedError
+from afos.errors import DistributedError, RunError
+from afos.fitness import cluster as distributed
+from afos.fitness import plan, pools
+from afos.run import driver
+from afos.run.rundir import CONFIG, EVALUATIONS, PARETO, Run
 
 ARGS = ["--population", "4", "--generations", "1", "--train-size", "128", "--val-size", "96", "--seed", "7"]
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
@@ -30,7 +33,7 @@ RAY_ENV = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.tok
 
 def _lines(run_dir: Path) -> list[dict]:
     """The run's lines in (generation, index) order, timings aside: Ray appends them as they return."""
-    lines = [{k: v for k, v in r.items() if k != "seconds"} for r in archive.read_jsonl(run_dir / archive.EVALUATIONS)]
+    lines = [{k: v for k, v in r.to_json().items() if k != "seconds"} for r in Run.open(run_dir).records()]
     return sorted(lines, key=lambda r: (r["generation"], r["index"]))
 
 
@@ -39,8 +42,8 @@ def _assert_same_results(run_dir: Path, reference: Path) -> None:
     keys = [(r["generation"], r["index"]) for r in lines]
     assert len(keys) == len(set(keys)), "duplicated evaluation lines"
     assert lines == _lines(reference)
-    assert (run_dir / archive.PARETO).read_text() == (reference / archive.PARETO).read_text()
-    assert archive.read_checkpoint(run_dir) == archive.read_checkpoint(reference)
+    assert (run_dir / PARETO).read_text() == (reference / PARETO).read_text()
+    assert Run.open(run_dir).checkpoint() == Run.open(reference).checkpoint()
 
 
 @pytest.fixture(scope="module")
@@ -52,27 +55,22 @@ def reference(tmp_path_factory) -> Path:
 
 
 def test_split_covers_every_index_once():
-    assert distributed.split(0, 3) == []
-    assert distributed.split(5, 2) == [[0, 1, 2], [3, 4]]
-    assert distributed.split(5, 8) == [[0], [1], [2], [3], [4]]
-    assert distributed.split(7, 2, size=3) == [[0, 1, 2], [3, 4, 5], [6]]
+    assert pools.split(0, 3) == []
+    assert pools.split(5, 2) == [[0, 1, 2], [3, 4]]
+    assert pools.split(5, 8) == [[0], [1], [2], [3], [4]]
+    assert pools.split(7, 2, size=3) == [[0, 1, 2], [3, 4, 5], [6]]
 
 
-def test_auto_shards_over_several_accelerators_only(monkeypatch, tiny_config):
-    from afos import data
+def test_auto_shards_over_several_accelerators_only(tiny_config):
+    from afos.fitness.problem import FitnessProblem
 
     class Device:
         def __init__(self, platform):
             self.platform = platform
 
-    dataset = data.load("digits", train_size=64, val_size=64)
-    settings = tiny_config.evaluator
-    for devices, kind in [([Device("gpu")] * 2, distributed.DevicePool), ([Device("gpu")], SeededEvaluator),
-                          ([Device("cpu")] * 4, SeededEvaluator)]:
-        monkeypatch.setattr(distributed.jax, "local_devices", lambda d=devices: d)
-        scorer = distributed.seeded_evaluator(settings, dataset, tiny_config.fitness)
-        assert type(scorer) is kind
-        scorer.close()
+    problem = FitnessProblem(tiny_config.fitness)
+    for devices, pool in [([Device("gpu")] * 2, "sharded"), ([Device("gpu")], "local"), ([Device("cpu")] * 4, "local")]:
+        assert plan.make_plan(tiny_config.evaluator, problem, 112, devices).pool == pool
 
 
 @pytest.mark.parametrize("settings, cluster, expected", [
@@ -170,27 +168,27 @@ def test_a_refused_connection_is_one_line_with_the_token_hint(monkeypatch):
 SHARDED = textwrap.dedent("""
     import sys
     import jax
-    from afos import data, distributed
+    from afos.config import FitnessSettings
     from afos.expr import analyse, parse
-    from afos.fitness import SeededEvaluator
-    from afos.train import FitnessSettings
+    from afos.fitness.evaluator import Sequential
+    from afos.fitness.pools import Sharded
+    from afos.fitness.problem import FitnessProblem
 
     assert len(jax.local_devices()) == 2
-    dataset = data.load("digits", train_size=128, val_size=96)
-    settings = FitnessSettings(train_size=128, val_size=96)
+    problem = FitnessProblem(FitnessSettings(train_size=128, val_size=96))
     candidates = [analyse(parse(t)) for t in ["tanh(x)", "x*sigmoid(x)", "max(x, 0)", "sin(x) + x", "x*erf(x)"]]
     seen = {}
-    original = SeededEvaluator.evaluate
+    original = Sequential.evaluate
     def spy(self, group, seeds):  # where each group really runs
         for j, fit in original(self, group, seeds):
             seen[group[j].text] = str(jax.numpy.zeros(()).devices())
             yield j, fit
-    SeededEvaluator.evaluate = spy
-    pool = distributed.DevicePool("sequential", dataset, settings)
+    Sequential.evaluate = spy
+    pool = Sharded(lambda: Sequential(problem), jax.local_devices())
     sharded = dict(pool.evaluate(candidates, [0, 1]))
     pool.close()
-    SeededEvaluator.evaluate = original
-    local = dict(SeededEvaluator("sequential", dataset, settings).evaluate(candidates, [0, 1]))
+    Sequential.evaluate = original
+    local = dict(Sequential(problem).evaluate(candidates, [0, 1]))
     assert sorted(sharded) == list(range(5))
     for i in range(5):
         assert sharded[i].seed_accuracies == local[i].seed_accuracies, (i, sharded[i], local[i])
@@ -271,7 +269,7 @@ def test_ray_search_equals_the_local_search(tmp_path, cluster, reference):
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     _assert_same_results(run_dir, reference)
-    stored = config.load(run_dir / archive.CONFIG).evaluator
+    stored = config.load(run_dir / CONFIG).evaluator
     assert (stored.backend, stored.ray_address, stored.workers) == ("ray", cluster, 2)
 
 
@@ -294,7 +292,7 @@ def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(tmp_path, cluster
     deadline = time.monotonic() + 300
     while killed is None and proc.poll() is None and time.monotonic() < deadline:
         busy = _worker_pids(".evaluate")
-        if busy and (run_dir / archive.EVALUATIONS).exists():  # past the first results: mid-search
+        if busy and (run_dir / EVALUATIONS).exists():  # past the first results: mid-search
             os.kill(busy[0], signal.SIGKILL)
             killed = busy[0]
         time.sleep(0.05)
@@ -308,7 +306,7 @@ def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(tmp_path, cluster
 def test_a_killed_driver_resumes_on_the_cluster(tmp_path, cluster, reference):
     run_dir = tmp_path / "run"
     proc = _search(run_dir, cluster)
-    log = run_dir / archive.EVALUATIONS
+    log = run_dir / EVALUATIONS
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline:
         if log.exists() and log.read_text().count("\n") >= 6:
@@ -326,10 +324,10 @@ def test_a_killed_driver_resumes_on_the_cluster(tmp_path, cluster, reference):
 def test_resume_may_move_a_run_but_not_change_its_results(tmp_path, reference):
     run_dir = tmp_path / "run"
     shutil.copytree(reference, run_dir)
-    stored = config.load(run_dir / archive.CONFIG)
+    stored = config.load(run_dir / CONFIG)
     moved = config.override(stored, evaluator={"ray_address": "10.0.0.5:6379", "workers": 8, "group_size": 2})
     state = driver.resume(run_dir, config=moved)  # the run is finished: nothing to place, nothing refused
     assert state.generation == stored.search.generations + 1
     changed = config.override(stored, evaluator={"worker_backend": "batched"})
-    with pytest.raises(archive.RunDirError, match="evaluator.worker_backend: 'auto' -> 'batched'"):
+    with pytest.raises(RunError, match="evaluator.worker_backend: 'auto' -> 'batched'"):
         driver.resume(run_dir, config=changed)

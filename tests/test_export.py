@@ -23,12 +23,14 @@ import tensorflow as tf
 import torch
 
 from afos import config as config_lib
-from afos import driver, export
-from afos.compile import to_jax
+from afos import export
+from afos.errors import AfosError
 from afos.export import EXPORTERS, ExportError, Item, export_latex
 from afos.export.codegen import WALKER_HELPERS
-from afos.expr import ExpressionError, parse
-from afos.primitives import SYMPY_FUNCTIONS, sigmoid, softplus
+from afos.expr import ExpressionError, ir, parse
+from afos.expr.compile import to_jax
+from afos.expr.primitives import sigmoid, softplus
+from afos.run import driver
 
 ARRAY_FORMATS = ("jax", "flax", "numpy", "torch", "tensorflow")
 
@@ -152,11 +154,11 @@ def _check_array_export(fmt: str, module, text: str, fn_name: str = "activation"
         _assert_agrees(grads, want_grads, f"{fmt} {text}: gradients")
 
 
-def test_every_sympy_head_has_an_implementation_in_every_array_dialect():
+def test_every_operation_of_the_intermediate_form_has_an_implementation_in_every_array_dialect():
     from afos.export import export_jax, export_numpy, export_tensorflow, export_torch
 
     for module in (export_jax, export_numpy, export_tensorflow, export_torch):
-        assert set(module.DIALECT.functions) == set(SYMPY_FUNCTIONS), module.__name__
+        assert set(module.DIALECT.functions) == set(ir.HEADS.values()), module.__name__
         assert set(WALKER_HELPERS) <= set(module.DIALECT.helpers), module.__name__
 
 
@@ -309,15 +311,20 @@ def test_bad_selection_of_a_run(run_dir, kwargs, fragment):
 def test_bad_requests_give_one_line_errors(tmp_path):
     cases = [
         (lambda: export.export_source("cobol", expr="x"), "unknown format 'cobol' (allowed: jax, flax, numpy"),
-        (lambda: export.export_source("jax", run_dir=tmp_path / "nope"), "is not an afos run directory"),
+        (lambda: export.export_source("jax", run_dir=tmp_path / "nope"), "nope: no such directory"),
         (lambda: export.export_source("jax", expr="x.__class__"), "Attribute is not allowed"),
         (lambda: export.export_source("jax"), "either an expression or a run directory"),
         (lambda: export.export_source("jax", expr="x", rank=2), "top and rank select entries of a run"),
         (lambda: export.render([Item(sympy.gamma(parse("x")))], "torch"), "no implementation for gamma"),
-        (lambda: export.render([Item(parse("x") + sympy.Symbol("y"))], "jax"), "unknown symbols ['y']"),
+        (lambda: export.render([Item(parse("x") + sympy.Symbol("y"))], "jax"), "unknown symbol y"),
+        (lambda: export.export_source("latex", expr="log(-abs(x) - 1)"),
+         "'log(-abs(x) - 1)' is not an activation afos would train: constant on [-10, 10]; nothing exported"),
+        (lambda: export.export_source("jax", expr="1/(x-x)"),
+         "'1/(x-x)' (= zoo) is not an activation afos would train: constant zoo is not a finite real number"),
+        (lambda: export.export_source("torch", expr="3*x + 1"), "linear on [-10, 10]"),
     ]
     for call, fragment in cases:
-        with pytest.raises(ValueError) as info:
+        with pytest.raises(AfosError) as info:  # what the command line prints as one line
             call()
         assert fragment in str(info.value) and "\n" not in str(info.value)
     assert issubclass(ExportError, ValueError) and issubclass(ExpressionError, ValueError)
@@ -325,7 +332,7 @@ def test_bad_requests_give_one_line_errors(tmp_path):
 
 def test_header_survives_an_odd_run_path(tmp_path):
     """A run path with quotes and newlines cannot break the generated file (or inject code)."""
-    from afos.archive import FrontEntry
+    from afos.ga.front import FrontEntry
 
     entry = FrontEntry("x*sigmoid(x)", 0.5, 2, None, 1, "f", "t")
     odd = 'runs/a"""\nimport os; os.system("touch pwned")\n\'b'
@@ -369,7 +376,8 @@ def test_cli_exports_a_run_and_an_expression(run_dir, tmp_path, capsys):
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["export", "nope", "--format", "jax"], "nope is not an afos run directory"),
+        (["export", "nope", "--format", "jax"], "nope: no such directory"),
+        (["export", "--expr", "log(-abs(x)-1)", "--format", "latex"], "not an activation afos would train"),
         (["export", "RUN", "--rank", "99", "--format", "jax"], "rank 99 is out of range"),
         (["export", "RUN", "--format", "cobol"], "unknown format 'cobol' (allowed: jax, flax, numpy, torch"),
         (["export", "--expr", "__import__('os')", "--format", "jax"], "unknown function '__import__'"),

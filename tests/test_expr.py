@@ -7,10 +7,11 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from afos import expr, genome, space
-from afos.compile import compile_activation
-from afos.expr import ExpressionError, analyse, parse, to_text, tree_to_sympy
-from afos.primitives import X
+from afos.expr import ExpressionError, analyse, canonical_key, check, ir, numeric, parse, to_text
+from afos.expr.compile import compile_activation, to_jax
+from afos.expr.primitives import X
+from afos.expr.screen import SCREEN_POINTS, screen
+from afos.ga import genome, space
 
 DEFAULT = space.load("default")
 PSET = genome.make_pset(DEFAULT)
@@ -21,7 +22,7 @@ PSET = genome.make_pset(DEFAULT)
 def test_tree_to_sympy_to_text_to_parse_round_trip(seed):
     random.seed(seed)
     tree = genome.generate_tree(DEFAULT, PSET)
-    e = tree_to_sympy(tree)
+    e = genome.to_sympy(tree)
     if e.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):  # e.g. div(a, sub(x, x)): no function at all
         assert not analyse(e).accepted
     else:
@@ -45,8 +46,8 @@ def test_equal_functions_share_a_fingerprint():
 
 
 def test_sympy_canonicalises_obvious_duplicates():
-    assert expr.canonical_key(parse("x + x")) == expr.canonical_key(parse("2*x"))
-    assert expr.canonical_key(parse("tanh(-x)")) == expr.canonical_key(parse("-tanh(x)"))
+    assert canonical_key(parse("x + x")) == canonical_key(parse("2*x"))
+    assert canonical_key(parse("tanh(-x)")) == canonical_key(parse("-tanh(x)"))
 
 
 @pytest.mark.parametrize(
@@ -66,17 +67,74 @@ def test_sympy_canonicalises_obvious_duplicates():
 )
 def test_screen(text, reason):
     a = analyse(parse(text))
+    numpy_reason = check(parse(text))  # the same screen without JAX (afos export)
     if reason is None:
         assert a.accepted, a.reason
+        assert numpy_reason is None
     else:
         assert a.reason is not None and reason in a.reason
+        assert numpy_reason == a.reason
+
+
+@pytest.mark.parametrize("space_name", ["default", "afos"])
+def test_numpy_screen_decides_as_the_jax_screen_of_a_search(space_name):
+    """``check`` (NumPy, for export) rejects exactly what ``analyse`` (JAX, for the search) rejects."""
+    sp = space.load(space_name)
+    pset = genome.make_pset(sp)
+    generate = genome.OPERATORS[sp.representation][0]
+    random.seed(7)
+    checked, rejected = 0, 0
+    for _ in range(150):
+        e = genome.to_sympy(generate(sp, pset))
+        jax_reason = analyse(e).reason
+        if jax_reason is not None and jax_reason.startswith("compile error"):
+            assert check(e) is not None
+            continue
+        assert check(e) == jax_reason, to_text(e)
+        checked += 1
+        rejected += jax_reason is not None
+    assert checked >= 120 and rejected >= 3  # both kinds of decision were made
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_numpy_values_and_derivatives_are_those_of_jax(seed):
+    import jax
+
+    random.seed(seed)
+    e = genome.to_sympy(genome.generate_tree(DEFAULT, PSET))
+    try:
+        node = ir.lower(e)
+    except ir.LoweringError:
+        return
+    xs = np.linspace(-6.0, 6.0, 241, dtype=np.float32)
+    values, slopes = numeric.values_and_derivatives(node, xs)
+    fn = to_jax(node)
+    want = np.asarray(jax.jit(fn)(jnp.asarray(xs)), np.float64)
+    want_slopes = np.asarray(jax.jit(jax.vmap(jax.grad(fn)))(jnp.asarray(xs)), np.float64)
+    finite = np.isfinite(want) & (np.abs(want) < 1e30)
+    np.testing.assert_allclose(values[finite], want[finite], rtol=2e-4, atol=1e-5, err_msg=to_text(e))
+    finite &= np.isfinite(want_slopes) & (np.abs(want_slopes) < 1e30)
+    np.testing.assert_allclose(slopes[finite], want_slopes[finite], rtol=2e-3, atol=1e-4, err_msg=to_text(e))
+
+
+@pytest.mark.parametrize("text, fragment", [("1/(x - x)", "constant zoo is not a finite real number"),
+                                            ("x/(x - x)", "constant zoo is not a finite real number")])
+def test_lowering_names_what_has_no_operation(text, fragment):
+    with pytest.raises(ir.LoweringError, match=fragment):
+        ir.lower(parse(text))
+    assert fragment in check(parse(text))
+    with pytest.raises(ir.LoweringError, match="unknown symbol y"):
+        ir.lower(sympy.Symbol("y") + X)
+    with pytest.raises(ir.LoweringError, match="no implementation for Heaviside"):
+        ir.lower(sympy.Heaviside(X))
 
 
 def test_screen_rejects_non_finite_values():
-    values = np.ones_like(expr.SCREEN_POINTS, dtype=np.float64)
+    values = np.ones_like(SCREEN_POINTS, dtype=np.float64)
     values[3] = np.inf
-    assert "non-finite values" in expr.screen(values, np.ones_like(values))
-    assert "non-finite gradient" in expr.screen(np.sin(expr.SCREEN_POINTS), np.full_like(values, np.nan))
+    assert "non-finite values" in screen(values, np.ones_like(values))
+    assert "non-finite gradient" in screen(np.sin(SCREEN_POINTS), np.full_like(values, np.nan))
 
 
 def test_afos_example_is_expressible_in_the_afos_space_and_matches_its_formula():
@@ -85,7 +143,7 @@ def test_afos_example_is_expressible_in_the_afos_space_and_matches_its_formula()
     tree = genome.from_text("mul_erf(neg(x), exp_neg(x))", pset)
     assert [n.arity for n in tree] == [2, 1, 0, 1, 0]  # the template B(U(x), U(x))
     assert afos_space.template_slots()[0] == ["B", "U", "x", "U", "x"]
-    e = tree_to_sympy(tree)
+    e = genome.to_sympy(tree)
     assert e == -X * sympy.erf(sympy.exp(-X))
     xs = np.linspace(-5, 5, 101).astype(np.float32)
     got = np.asarray(compile_activation(e)(jnp.asarray(xs)))

@@ -9,10 +9,13 @@ import pytest
 from flax import nnx
 
 from afos import config as config_lib
-from afos import data, models, primitives, train
-from afos.cli import main, parse_topology
-from afos.compile import to_jax
-from afos.expr import parse
+from afos.cli import main
+from afos.cli.commands import parse_topology
+from afos.expr import STANDARD_ACTIVATIONS, parse
+from afos.expr.compile import to_jax
+from afos.fitness import data, layers, train
+from afos.fitness import zoo as models
+from afos.fitness.problem import FitnessProblem
 
 
 def _conv(k, cin, cout, bias=True):
@@ -126,23 +129,23 @@ def test_dropout_model_trains_differently_each_step_but_evaluates_deterministica
 
 
 def test_selu_gets_lecun_normal_init_and_alpha_dropout():
-    selu = to_jax(parse(primitives.STANDARD_ACTIVATIONS["selu"]))  # as a searched expression
-    assert models.is_selu(selu) and models.is_selu(jax.nn.selu)
-    assert not models.is_selu(jax.nn.elu) and not models.is_selu(jax.nn.relu)
+    selu = to_jax(parse(STANDARD_ACTIVATIONS["selu"]))  # as a searched expression
+    assert layers.is_selu(selu) and layers.is_selu(jax.nn.selu)
+    assert not layers.is_selu(jax.nn.elu) and not layers.is_selu(jax.nn.relu)
     with_selu = models.build("mnist-cnn", selu, (28, 28, 1), 10, seed=0)
     plain = models.build("mnist-cnn", jax.nn.relu, (28, 28, 1), 10, seed=0)
-    assert isinstance(with_selu.drop1, models.AlphaDropout) and isinstance(plain.drop1, nnx.Dropout)
+    assert isinstance(with_selu.drop1, layers.AlphaDropout) and isinstance(plain.drop1, nnx.Dropout)
     # LeCun normal: std 1/sqrt(fan_in); the Keras default, Glorot uniform: std sqrt(2/(fan_in+fan_out))
     kernel = np.asarray(with_selu.dense1.kernel[...])
     assert abs(kernel.std() * np.sqrt(kernel.shape[0]) - 1.0) < 0.05
     glorot = np.asarray(plain.dense1.kernel[...])
     assert abs(glorot.std() - np.sqrt(2.0 / sum(glorot.shape))) < 0.05 * glorot.std()
     forced = models.build("mnist-cnn", jax.nn.relu, (28, 28, 1), 10, seed=0, selu=True)
-    assert isinstance(forced.drop2, models.AlphaDropout)
+    assert isinstance(forced.drop2, layers.AlphaDropout)
 
 
 def test_alpha_dropout_keeps_zero_mean_and_unit_variance():
-    layer = models.AlphaDropout(0.3, rngs=nnx.Rngs(0))
+    layer = layers.AlphaDropout(0.3, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (200_000,))
     out = np.asarray(layer(x))
     assert abs(out.mean()) < 0.02 and abs(out.std() - 1.0) < 0.02
@@ -182,12 +185,11 @@ def test_topology_round_trips_through_toml_and_reaches_fit():
         config_lib.override(config, fitness={"topology": ["a"]})
     with pytest.raises(config_lib.ConfigError, match="fitness.topology must be positive"):
         config_lib.override(config, fitness={"topology": [4, -1]})
-    ds = data.load("digits", train_size=64, val_size=32)
-    result = train.fit(jax.nn.relu, ds, config.fitness)
+    result = FitnessProblem(config.fitness).score(jax.nn.relu, config.fitness.seed)
     assert 0.0 <= result.val_accuracy <= 1.0 and not result.diverged
     broken = dataclasses.replace(config.fitness, model="cnn-small")
     with pytest.raises(ValueError, match="has no option 'topology'"):
-        train.fit(jax.nn.relu, ds, broken)
+        FitnessProblem(broken)
 
 
 def test_cli_topology_parsing(capsys):
@@ -201,8 +203,7 @@ def test_cli_topology_parsing(capsys):
 
 
 def test_fit_trains_a_dropout_model_deterministically():
-    ds = data.load("digits", train_size=256, val_size=64)
-    settings = train.FitnessSettings(model="mnist-cnn", epochs=2, train_size=256, val_size=64)
-    first = train.fit(jax.nn.relu, ds, settings)
-    assert first == train.fit(jax.nn.relu, ds, settings)  # the dropout RNG comes from the seed
+    problem = FitnessProblem(config_lib.FitnessSettings(model="mnist-cnn", epochs=2, train_size=256, val_size=64))
+    first = problem.score(jax.nn.relu, 0)
+    assert first == problem.score(jax.nn.relu, 0)  # the dropout RNG comes from the seed
     assert first.val_accuracy > 0.3 and not first.diverged

@@ -6,8 +6,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from afos import archive
 from afos.cli import main
+from afos.run.rundir import Run
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore_run.ipynb"
 
@@ -25,7 +25,7 @@ def test_explore_run_notebook_executes_on_a_tiny_run(tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.data]
     assert len(images) == 3
-    front = archive.read_pareto_csv(run_dir)
+    front = Run.open(run_dir).front()
     assert f"run {run_dir}:" in text and f"front of {len(front)}" in text
     for e in front:
         assert e.expression in text

@@ -7,8 +7,9 @@ import time
 import pytest
 import sympy
 
-from afos.expr import MAX_CONSTANT, ExpressionError, parse
-from afos.primitives import X
+from afos.expr import ExpressionError, parse
+from afos.expr.parse import MAX_CONSTANT
+from afos.expr.primitives import X
 
 
 def _payloads(marker: str) -> list[str]:

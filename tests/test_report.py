@@ -8,8 +8,10 @@ import pytest
 import scipy.stats
 import tomli_w
 
-from afos import archive, bench, report
 from afos.cli import main
+from afos.run.files import append_jsonl
+from afos.run.rundir import Run
+from afos.study import bench, report, runner
 
 TINY_SEARCH = ["--population", "2", "--generations", "1", "--train-size", "128", "--val-size", "64"]
 
@@ -26,7 +28,7 @@ def bench_dir(tmp_path):
         history = [{"epoch": e, "train_loss": 1 / e, "train_accuracy": base + 0.02 * e,
                     "val_loss": 1.1 / e, "val_accuracy": base + 0.01 * e + rng.normal(0, 0.01),
                     "test_loss": 1.2 / e, "test_accuracy": base + 0.01 * e + rng.normal(0, 0.02)} for e in (1, 2, 3)]
-        archive.append_jsonl(tmp_path / bench.RESULTS, {
+        append_jsonl(tmp_path / bench.RESULTS, {
             "key": cell.key, "activation": cell.activation.label, "expr": cell.activation.expression,
             "model": cell.model.label, "model_name": cell.model.name, "dataset": cell.dataset, "seed": cell.seed,
             "epochs": 3, "diverged": False, "history": history, "final": history[-1], "seconds": 0.1})
@@ -41,7 +43,7 @@ def test_bench_report_is_self_contained_and_holds_the_statistics(bench_dir):
     for chunk in images:
         assert base64.b64decode(chunk.split("'")[0])[:4] == b"\x89PNG"
     assert "<img" in html and "src='plots/" not in html  # embedded, not linked
-    spec, records = bench.read_results(bench_dir)
+    spec, records = runner.read_results(bench_dir)
     acts = spec.labels
     value = {(r["activation"], r["model"], r["seed"]): r["history"][-1]["test_accuracy"] for r in records}
     blocks = [(m.label, s) for m in spec.models for s in spec.seeds]
@@ -84,7 +86,7 @@ def test_run_report_shows_front_history_and_shapes(run_dir, capsys):
     assert main(["report", str(run_dir)]) == 0
     html = (run_dir / report.HTML_NAME).read_text()
     assert html.count("data:image/png;base64,") == 3
-    front = archive.read_pareto_csv(run_dir)
+    front = Run.open(run_dir).front()
     for e in front:
         assert e.expression.replace("<", "&lt;").replace(">", "&gt;") in html
     assert "Fitness per generation" in html and "search 3, fitness 3" in html

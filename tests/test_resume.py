@@ -13,8 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from afos import archive, config, driver, genome, search, types
+from afos import config, types
+from afos.errors import RunError
 from afos.expr import ExpressionError
+from afos.ga import genome
+from afos.ga import strategy as search
+from afos.run import driver, rundir
+from afos.run.rundir import Run
 
 ARGS = ["--population", "4", "--generations", "1", "--train-size", "128", "--val-size", "96", "--seed", "7"]
 TIMING = ("seconds",)
@@ -23,16 +28,16 @@ TIMING = ("seconds",)
 # (after the old checkpoint was moved aside and half of the new one written to the temp file).
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    from afos import archive
-    original, calls = archive.write_text_atomic, [0]
+    from afos.run import rundir
+    original, calls = rundir.write_text_atomic, [0]
     def write(path, text):
-        if path.name == archive.CHECKPOINT:
+        if path.name == rundir.CHECKPOINT:
             calls[0] += 1
             if calls[0] == int(os.environ.get("KILL_AT_CHECKPOINT", "0")):
                 path.with_name("." + path.name + ".tmp").write_text(text[: len(text) // 2])
                 os.kill(os.getpid(), signal.SIGKILL)
         original(path, text)
-    archive.write_text_atomic = write
+    rundir.write_text_atomic = write
     from afos.cli import main
     sys.exit(main(sys.argv[1:]))
 """)
@@ -44,7 +49,7 @@ def _afos(*args, env=None, **kwargs):
 
 
 def _lines(run_dir: Path) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in TIMING} for r in archive.read_jsonl(run_dir / archive.EVALUATIONS)]
+    return [{k: v for k, v in r.to_json().items() if k not in TIMING} for r in Run.open(run_dir).records()]
 
 
 def _assert_same_run(run_dir: Path, baseline: Path) -> None:
@@ -52,9 +57,8 @@ def _assert_same_run(run_dir: Path, baseline: Path) -> None:
     keys = [(r["generation"], r["index"]) for r in lines]
     assert len(keys) == len(set(keys)), "duplicated evaluation lines"
     assert lines == _lines(baseline)
-    assert (run_dir / archive.PARETO).read_text() == (baseline / archive.PARETO).read_text()
-    ckpt, base = archive.read_checkpoint(run_dir), archive.read_checkpoint(baseline)
-    assert ckpt == base
+    assert (run_dir / rundir.PARETO).read_text() == (baseline / rundir.PARETO).read_text()
+    assert Run.open(run_dir).checkpoint() == Run.open(baseline).checkpoint()
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +78,7 @@ def _finish(run_dir: Path) -> None:
 
 
 def _wait_for_lines(run_dir: Path, n: int, proc, timeout: float = 300.0) -> None:
-    log = run_dir / archive.EVALUATIONS
+    log = run_dir / rundir.EVALUATIONS
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         if n == 0 or (log.exists() and log.read_text().count("\n") >= n):
@@ -117,14 +121,14 @@ def test_sigkill_during_a_checkpoint_write(tmp_path, baseline, kill_at):
 def test_sigint_finishes_the_evaluation_in_flight_and_says_how_to_resume(tmp_path, baseline):
     run_dir = tmp_path / "run"
     proc = _afos("search", "--run-dir", str(run_dir), *ARGS)
-    log = run_dir / archive.EVALUATIONS
+    log = run_dir / rundir.EVALUATIONS
     _wait_for_lines(run_dir, 2, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 130
     assert f"afos resume {run_dir}" in err
     assert log.read_text().endswith("\n")  # every line complete
-    assert not (run_dir / driver.LOCK).exists()
+    assert not (run_dir / rundir.LOCK).exists()
     _finish(run_dir)
     _assert_same_run(run_dir, baseline)
 
@@ -156,7 +160,7 @@ def test_ctrl_c_held_down_still_ends_in_a_clean_stop(tmp_path, baseline):
     assert sent > 1
     assert proc.returncode == 130, err
     assert "resume" in err and "Traceback" not in err
-    assert (run_dir / archive.EVALUATIONS).read_text().endswith("\n")
+    assert (run_dir / rundir.EVALUATIONS).read_text().endswith("\n")
     _finish(run_dir)
     _assert_same_run(run_dir, baseline)
 
@@ -183,10 +187,10 @@ def _copy(run_dir: Path, tmp_path: Path) -> Path:
 def test_truncated_last_line_is_ignored_with_a_warning_and_redone(tmp_path, small):
     _, run_dir = small
     copy = _copy(run_dir, tmp_path)
-    log = copy / archive.EVALUATIONS
+    log = copy / rundir.EVALUATIONS
     text = log.read_text()
     log.write_text(text[: len(text) - 40])  # killed mid-write of the last line
-    shutil.copy(copy / archive.PREVIOUS_CHECKPOINT, copy / archive.CHECKPOINT)  # ...before the checkpoint
+    shutil.copy(copy / rundir.PREVIOUS_CHECKPOINT, copy / rundir.CHECKPOINT)  # ...before the checkpoint
     with pytest.warns(UserWarning, match="truncated last line"):
         driver.resume(copy)
     _assert_same_run(copy, run_dir)
@@ -195,13 +199,13 @@ def test_truncated_last_line_is_ignored_with_a_warning_and_redone(tmp_path, smal
 def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, small):
     _, run_dir = small
     copy = _copy(run_dir, tmp_path)
-    (copy / archive.CHECKPOINT).write_text('{"format": "afos-checkpoint", "gener')
+    (copy / rundir.CHECKPOINT).write_text('{"format": "afos-checkpoint", "gener')
     with pytest.warns(UserWarning, match="using checkpoint.prev.json"):
         driver.resume(copy)
     _assert_same_run(copy, run_dir)
-    (copy / archive.CHECKPOINT).write_text("garbage")
-    (copy / archive.PREVIOUS_CHECKPOINT).write_text("garbage")
-    with pytest.raises(archive.RunDirError, match="no readable checkpoint"):
+    (copy / rundir.CHECKPOINT).write_text("garbage")
+    (copy / rundir.PREVIOUS_CHECKPOINT).write_text("garbage")
+    with pytest.raises(RunError, match="no readable checkpoint"):
         driver.resume(copy)
 
 
@@ -210,9 +214,9 @@ def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, small):
     copy = _copy(run_dir, tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (copy / driver.LOCK).write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename, "since": 0}))
+    (copy / rundir.LOCK).write_text(json.dumps({"pid": dead.pid, "host": os.uname().nodename, "since": 0}))
     driver.resume(copy, generations=2)
-    assert not (copy / driver.LOCK).exists()
+    assert not (copy / rundir.LOCK).exists()
     assert max(r["generation"] for r in _lines(copy)) == 2
 
 
@@ -221,8 +225,8 @@ def test_live_lock_refuses_a_second_writer(tmp_path, small):
     copy = _copy(run_dir, tmp_path)
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        (copy / driver.LOCK).write_text(json.dumps({"pid": alive.pid, "host": os.uname().nodename, "since": 0}))
-        with pytest.raises(archive.RunDirError, match=f"being written by process {alive.pid}"):
+        (copy / rundir.LOCK).write_text(json.dumps({"pid": alive.pid, "host": os.uname().nodename, "since": 0}))
+        with pytest.raises(RunError, match=f"being written by process {alive.pid}"):
             driver.resume(copy, generations=2)
     finally:
         alive.kill()
@@ -232,7 +236,7 @@ def test_live_lock_refuses_a_second_writer(tmp_path, small):
 def test_changed_config_is_refused_with_the_differences(tmp_path, small):
     cfg, run_dir = small
     changed = config.override(cfg, fitness={"epochs": 2, "dataset": "digits"}, search={"generations": 5})
-    with pytest.raises(archive.RunDirError, match=r"changed config: fitness\.epochs: 1 -> 2$"):
+    with pytest.raises(RunError, match=r"changed config: fitness\.epochs: 1 -> 2$"):
         driver.resume(run_dir, config=changed)
 
 
@@ -243,7 +247,7 @@ def test_raising_generations_equals_a_longer_run_from_scratch(tmp_path, small):
     longer = tmp_path / "longer"
     driver.run(config.override(cfg, search={"generations": 2}), longer)
     assert _lines(copy) == _lines(longer)
-    assert (copy / archive.PARETO).read_text() == (longer / archive.PARETO).read_text()
+    assert (copy / rundir.PARETO).read_text() == (longer / rundir.PARETO).read_text()
 
 
 def test_run_directory_is_all_text(small):
@@ -253,7 +257,7 @@ def test_run_directory_is_all_text(small):
         assert "pickle" not in text.lower()
         if path.suffix == ".json":
             json.loads(text)
-    assert config.load(run_dir / archive.CONFIG) == small[0].resolved()
+    assert config.load(run_dir / rundir.CONFIG) == small[0].resolved()
 
 
 # --- warm start ---------------------------------------------------------------------
@@ -263,8 +267,8 @@ def test_init_exprs_open_the_first_population():
     cfg = config.override(config.Config(), search={"population": 6, "init_exprs": ["x*sigmoid(x)", "max(x, 0)"]})
     s = search.Search(cfg)
     pop = s.ask(s.init())
-    assert [s.analysis(ind).text for ind in pop[:2]] == ["x*sigmoid(x)", "Max(0, x)"]
-    assert len(pop) == 6 and len({s.analysis(ind).fingerprint for ind in pop}) == 6
+    assert [s.candidate(ind).text for ind in pop[:2]] == ["x*sigmoid(x)", "Max(0, x)"]
+    assert len(pop) == 6 and len({s.candidate(ind).fingerprint for ind in pop}) == 6
 
 
 def test_init_exprs_in_a_template_space():
@@ -286,7 +290,7 @@ def test_init_from_a_run_directory(tmp_path, small, capsys):
     from afos.cli import main
 
     _, run_dir = small
-    front = archive.read_pareto_csv(run_dir)
+    front = Run.open(run_dir).front()
     new = tmp_path / "warm"
     assert main(["search", "--run-dir", str(new), "--init-from", str(run_dir), "--population", "4",
                  "--generations", "0", "--train-size", "128", "--val-size", "64"]) == 0
@@ -296,7 +300,7 @@ def test_init_from_a_run_directory(tmp_path, small, capsys):
 
 
 def test_sigint_handler_is_restored_on_exit_but_never_over_a_later_choice():
-    from afos.runlock import stop_on_sigint
+    from afos.run.lock import stop_on_sigint
 
     original = signal.getsignal(signal.SIGINT)
     with stop_on_sigint(driver.SilentReporter(), "hint") as stop:

@@ -3,15 +3,20 @@ import random
 
 import pytest
 
-from afos import archive, config, driver, genome, search, space, types
+from afos import config, types
+from afos.errors import RunError
+from afos.ga import genome, space
+from afos.ga import strategy as search
+from afos.ga.memo import front_of
+from afos.run import driver
+from afos.run.rundir import Run
 
 RUN_FILES = {"config.toml", "evaluations.jsonl", "checkpoint.json", "pareto.csv"}
 TIMING = {"seconds"}
 
 
 def _lines(run_dir):
-    return [{k: v for k, v in r.items() if k not in TIMING}
-            for r in archive.read_jsonl(run_dir / archive.EVALUATIONS)]
+    return [{k: v for k, v in r.to_json().items() if k not in TIMING} for r in Run.open(run_dir).records()]
 
 
 def test_end_to_end_tiny_search_writes_the_run_files(tmp_path, tiny_config):
@@ -19,28 +24,29 @@ def test_end_to_end_tiny_search_writes_the_run_files(tmp_path, tiny_config):
     state = driver.run(tiny_config, run_dir)
     assert {p.name for p in run_dir.iterdir()} >= RUN_FILES
 
-    lines = archive.read_jsonl(run_dir / archive.EVALUATIONS)
-    anchors = archive.anchors_from_records(lines)
-    assert [r["tree"] for r in anchors] == list(config.DEFAULT_ANCHORS)  # scored first, never in the population
-    records = [r for r in lines if r["status"] != types.ANCHOR]
+    run = Run.open(run_dir)
+    lines = run.records()
+    assert [r.tree for r in run.anchors()] == list(config.DEFAULT_ANCHORS)  # scored first, never in the population
+    assert lines[: len(config.DEFAULT_ANCHORS)] == run.anchors()
+    records = [r for r in lines if r.status != types.ANCHOR]
     assert len(records) == 2 * 4  # generations 0 and 1, population 4
-    assert {(r["generation"], r["index"]) for r in records} == {(g, i) for g in (0, 1) for i in range(4)}
+    assert {r.identity for r in records} == {(g, i) for g in (0, 1) for i in range(4)}
     for r in records:
-        assert r["status"] in (types.OK, types.CACHED, types.REJECTED, types.FAILED)  # no racing here
-        assert (r["val_accuracy"] is None) == (r["status"] in (types.REJECTED, types.FAILED))
-        if r["status"] == types.OK:
-            assert 0.0 <= r["val_accuracy"] <= 1.0 and r["seconds"] > 0
-        assert r["reason"] is None or r["status"] != types.OK
-    assert any(r["status"] == types.OK for r in records)
+        assert r.status in (types.OK, types.CACHED, types.REJECTED, types.FAILED)  # no racing here
+        assert (r.val_accuracy is None) == (r.status in (types.REJECTED, types.FAILED))
+        if r.status == types.OK:
+            assert 0.0 <= r.val_accuracy <= 1.0 and r.seconds > 0
+        assert r.reason is None or r.status != types.OK
+    assert any(r.status == types.OK for r in records)
 
-    front = archive.read_pareto_csv(run_dir)
-    assert front and front == driver.front_of(state)
+    front = run.front()
+    assert front and front == front_of(state.known)
     accs = [e.val_accuracy for e in front]
     assert accs == sorted(accs) and len(set(e.complexity for e in front)) == len(front)
-    scored = {(r["expr"], r["val_accuracy"]) for r in records if r["val_accuracy"] is not None}
+    scored = {(r.expr, r.val_accuracy) for r in records if r.val_accuracy is not None}
     assert all((e.expression, e.val_accuracy) in scored for e in front)
 
-    ckpt = archive.read_checkpoint(run_dir)
+    ckpt = run.checkpoint()
     assert ckpt["generation"] == 2 and len(ckpt["population"]) == 4
     assert config.load(run_dir / "config.toml") == tiny_config.resolved()
 
@@ -51,13 +57,13 @@ def test_same_seed_same_run(tmp_path, tiny_config):
     driver.run(tiny_config, b)
     assert _lines(a) == _lines(b)
     assert (a / "pareto.csv").read_text() == (b / "pareto.csv").read_text()
-    assert json.loads((a / "checkpoint.json").read_text()) == json.loads((b / "checkpoint.json").read_text())
+    assert Run.open(a).checkpoint() == Run.open(b).checkpoint()
 
 
 def test_refuses_to_overwrite_a_run(tmp_path, tiny_config):
     run_dir = tmp_path / "run"
     driver.run(config.override(tiny_config, search={"generations": 0}), run_dir)
-    with pytest.raises(archive.RunDirError, match="already holds a run: `afos resume"):
+    with pytest.raises(RunError, match="already holds a run: `afos resume"):
         driver.run(tiny_config, run_dir)
 
 
@@ -68,9 +74,9 @@ def test_ask_gives_novel_valid_individuals_in_every_space(name):
     state = s.init()
     pop = s.ask(state)
     assert len(pop) == 12
-    prints = [s.analysis(ind).fingerprint for ind in pop]
+    prints = [s.candidate(ind).fingerprint for ind in pop]
     assert len(set(prints)) == 12
-    assert all(s.analysis(ind).accepted for ind in pop)
+    assert all(s.candidate(ind).accepted for ind in pop)
     shapes = s.space.template_slots()
     for ind in pop:
         if s.space.representation == "template":
@@ -96,23 +102,50 @@ def test_variation_respects_the_representation(name):
             assert [n.arity for n in b] in shapes
 
 
-def test_tell_keeps_the_nondominated(tiny_config):
+def test_tell_learns_the_fitnesses_it_is_given_and_keeps_the_nondominated(tiny_config):
     s = search.Search(tiny_config)
     state = s.init()
     pop = s.ask(state)
-    for i, ind in enumerate(pop):
-        ind.fitness.values = (0.5 + 0.1 * i, 10.0)  # the last one dominates all others
-    state = s.tell(state, pop)
+    fits = [types.Fitness(types.OK, 0.5 + 0.1 * i, 1.0, None, 0.1) for i in range(len(pop))]
+    state = s.tell(state, pop, fits)
+    assert {s.candidate(ind).fingerprint for ind in pop} == set(state.known)
+    assert [ind.fitness.values[0] for ind in pop] == [0.5 + 0.1 * i for i in range(len(pop))]
     children = s.ask(state)
-    for ind in children:
-        ind.fitness.values = types.WORST_FITNESS
-    state = s.tell(state, children)
-    assert [ind.fitness.values for ind in state.population][0] == (0.8, 10.0)
+    assert not {s.candidate(c).fingerprint for c in children} & set(state.known)  # novel functions preferred
+    state = s.tell(state, children, [None] * len(children))  # every child rejected by the screen
+    assert all(ind.fitness.values == types.WORST_FITNESS for ind in children)
     assert types.WORST_FITNESS not in [ind.fitness.values for ind in state.population]
+    assert max(ind.fitness.values[0] for ind in state.population) == pytest.approx(0.8)
+    rescored = {s.candidate(pop[0]).fingerprint: types.Fitness(types.OK, 0.99, 1.0, None, 0.1)}
+    state = s.tell(state, [], [], rescored)  # racing re-scored a parent: its objectives follow
+    assert state.known[s.candidate(pop[0]).fingerprint].fitness.val_accuracy == 0.99
+    assert any(ind.fitness.values[0] == 0.99 for ind in state.population)
 
 
-def test_rng_state_round_trips_through_json():
-    rng = random.Random(5)
-    rng.random()
-    clone = search.rng_from_json(json.loads(json.dumps(search.rng_to_json(rng))))
-    assert [rng.random() for _ in range(5)] == [clone.random() for _ in range(5)]
+def test_checkpoint_round_trips_through_json_with_its_rng(tiny_config):
+    s = search.Search(tiny_config)
+    state = s.init()
+    pop = s.ask(state)
+    state = s.tell(state, pop, [types.Fitness(types.OK, 0.5, 1.0, None, 0.1)] * len(pop))
+    again = s.restore(json.loads(json.dumps(s.save(state))))
+    assert s.save(again) == s.save(state)
+    again.known = dict(state.known)  # a run replays it from its log (test_resume)
+    assert [s.candidate(c).text for c in s.ask(again)] == [s.candidate(c).text for c in s.ask(state)]
+
+
+def test_the_strategy_loads_no_training_stack():
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from afos import config
+from afos.expr import Candidate, check, to_text
+from afos.ga import genome, memo, racing, strategy
+assert not [m for m in ("jax", "flax", "optax") if m in sys.modules], "importing the GA loads the training stack"
+describe = lambda e: Candidate(e, to_text(e), to_text(e), to_text(e), check(e))  # a screen without JAX
+s = strategy.Search(config.Config(), describe)
+print(len(s.ask(s.init())), sorted(m for m in ("jax", "flax", "optax") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "16 []"

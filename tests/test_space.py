@@ -1,7 +1,8 @@
 import pytest
 
-from afos import primitives, space
-from afos.space import SpaceError
+from afos.errors import SpaceError
+from afos.expr import primitives
+from afos.ga import space
 
 
 @pytest.mark.parametrize("name", ["default", "afos", "swish"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from afos import bench, stats
+from afos.study import bench, stats
 
 ACTS = ["relu", "elu", "gelu", "tanh"]
 
@@ -42,7 +42,7 @@ def test_scores_array_holds_the_last_epoch_and_case_epochs():
 
 def test_friedman_equals_scipy_and_ranks_are_one_for_the_best():
     spec = make_spec()
-    a = stats.analyse(spec, synthetic_records(spec, np.random.default_rng(1)))
+    a = stats.compare(spec, synthetic_records(spec, np.random.default_rng(1)))
     assert a.matrix.shape == (6, 4)  # 2 cases x 3 seeds, one block per run
     expected = scipy.stats.friedmanchisquare(*a.matrix.T)
     assert a.friedman.statistic == pytest.approx(expected.statistic, rel=1e-12)
@@ -55,7 +55,7 @@ def test_friedman_equals_scipy_and_ranks_are_one_for_the_best():
 def test_case_blocks_average_over_seeds():
     spec = make_spec(blocks="case")
     records = synthetic_records(spec, np.random.default_rng(2))
-    a = stats.analyse(spec, records)
+    a = stats.compare(spec, records)
     assert a.block_labels == ["cnn-small/digits", "mlp/digits"]
     assert a.matrix == pytest.approx(np.nanmean(stats.scores(spec, records).values, axis=2).T)
 
@@ -118,10 +118,10 @@ def test_wins_ties_losses_use_seed_means_and_the_tolerance():
 def test_missing_cells_drop_their_blocks_and_two_activations_skip_friedman():
     spec = make_spec()
     records = synthetic_records(spec, np.random.default_rng(5), missing={("gelu", 1000)})
-    a = stats.analyse(spec, records)
+    a = stats.compare(spec, records)
     assert a.matrix.shape == (4, 4) and all("seed 1000" not in b for b in a.block_labels)
     two = make_spec(activations=["relu", "elu"])
-    b = stats.analyse(two, synthetic_records(two, np.random.default_rng(6)))
+    b = stats.compare(two, synthetic_records(two, np.random.default_rng(6)))
     assert isinstance(b.friedman, str) and "at least 3 activations" in b.friedman
     assert "Friedman test not run" in stats.markdown(b)
     assert b.comparisons[0].n == 6
@@ -129,7 +129,7 @@ def test_missing_cells_drop_their_blocks_and_two_activations_skip_friedman():
 
 def test_markdown_and_dict_hold_the_table():
     spec = make_spec()
-    a = stats.analyse(spec, synthetic_records(spec, np.random.default_rng(7)))
+    a = stats.compare(spec, synthetic_records(spec, np.random.default_rng(7)))
     text = stats.markdown(a)
     row = next(r for r in a.table if r["activation"] == "elu" and r["case"] == "mlp/digits")
     assert f"{row['mean']:.4f} ± {row['std']:.4f}" in text

@@ -1,13 +1,19 @@
 """Held-out confirmation: fresh seeds, the test split only after the search, numbers as scipy computes them."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
-from afos import archive, bench, config, data, driver, export, validate
+from afos import config, export
 from afos.cli import main
+from afos.fitness import data
+from afos.run import driver
+from afos.run.records import VALIDATION_COLUMNS
+from afos.run.rundir import VALIDATION, Run
+from afos.study import bench, validate
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +54,7 @@ def test_validation_seeds_are_disjoint_from_the_search_seeds(validated):
     assert validate.used_seeds(cfg) == used
     fresh = {int(s) for s in rows[0]["seeds"].split()}
     assert len(fresh) == 3 and not fresh & used
-    spec = bench.read_spec(run_dir / archive.VALIDATION_DIR)
+    spec = bench.read_spec(Run.open(run_dir).validation_dir)
     assert set(spec.seeds) == fresh
     # a search whose seeds reach into the benchmark range pushes validation above them
     late = config.override(cfg, fitness={"seed": bench.FIRST_SEED}, protocol={"race_seeds": 5})
@@ -58,14 +64,13 @@ def test_validation_seeds_are_disjoint_from_the_search_seeds(validated):
 
 def test_validation_csv_has_the_columns_and_scipy_numbers(validated):
     _, run_dir, _, _, _ = validated
-    with open(run_dir / archive.VALIDATION) as f:
+    with open(run_dir / VALIDATION) as f:
         reader = csv.DictReader(f)
-        assert tuple(reader.fieldnames) == validate.COLUMNS
+        assert tuple(reader.fieldnames) == VALIDATION_COLUMNS
         rows = {r["activation"]: r for r in reader}
     assert set(rows) == {"front#1", "relu"}
-    assert rows["front#1"]["expression"] == max(archive.read_pareto_csv(run_dir),
-                                                key=lambda e: e.val_accuracy).expression
-    records = archive.read_jsonl(run_dir / archive.VALIDATION_DIR / bench.RESULTS)
+    assert rows["front#1"]["expression"] == Run.open(run_dir).best()[0].expression
+    records = [json.loads(line) for line in (Run.open(run_dir).validation_dir / bench.RESULTS).open()]
     acc = {(r["activation"], r["seed"]): r["final"]["test_accuracy"] for r in records}
     seeds = sorted({s for _, s in acc})
     for label in ("front#1",):
@@ -94,10 +99,11 @@ def test_paired_difference_matches_scipy():
 
 def test_validating_again_resumes_and_trains_nothing(validated):
     _, run_dir, _, _, rows = validated
-    before = (run_dir / archive.VALIDATION_DIR / bench.RESULTS).read_text()
+    results = Run.open(run_dir).validation_dir / bench.RESULTS
+    before = results.read_text()
     assert validate.validate(run_dir, top=1, seeds=3, epochs=1) == rows
     assert main(["validate", str(run_dir), "--top", "1", "--seeds", "3", "--epochs", "1"]) == 0
-    assert (run_dir / archive.VALIDATION_DIR / bench.RESULTS).read_text() == before
+    assert results.read_text() == before
 
 
 def test_show_and_export_display_the_validated_numbers(validated, capsys):
@@ -113,3 +119,25 @@ def test_show_and_export_display_the_validated_numbers(validated, capsys):
 def test_validate_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert main(["validate", str(tmp_path)]) == 2
     assert "is not an afos run directory" in capsys.readouterr().err
+
+
+def test_validation_trains_and_tests_on_the_data_the_search_used(tmp_path, tiny_fashion, monkeypatch, capsys):
+    """A search given --data-dir is validated on the same files (not on another copy found elsewhere)."""
+    root, _ = tiny_fashion
+    monkeypatch.setenv("AFOS_CACHE_DIR", str(tmp_path / "cache"))
+    run_dir = tmp_path / "run"
+    assert main(["search", "--run-dir", str(run_dir), "--dataset", "fashion_mnist", "--data-dir", str(root),
+                 "--model", "mlp", "--population", "2", "--generations", "0", "--batch-size", "16"]) == 0, \
+        capsys.readouterr().err
+    seen = []
+    original = data.load
+
+    def spy(*args, **kwargs):
+        dataset = original(*args, **kwargs)
+        seen.append((kwargs.get("data_dir"), len(dataset.test())))
+        return dataset
+
+    monkeypatch.setattr(data, "load", spy)
+    assert main(["validate", str(run_dir), "--top", "1", "--seeds", "2", "--epochs", "1"]) == 0
+    assert seen and all(entry == (str(root), 30) for entry in seen)  # the 30 test images of the search's files
+    assert bench.read_spec(Run.open(run_dir).validation_dir).data_dir == str(root)

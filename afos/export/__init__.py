@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from afos import archive
+from afos.errors import AfosError, ExportError
 from afos.export import (
     export_flax,
     export_jax,
@@ -27,9 +27,9 @@ from afos.export import (
     export_tensorflow,
     export_torch,
 )
-from afos.export.codegen import ExportError
 from afos.export.items import Item
-from afos.expr import ExpressionError, parse
+from afos.expr import check, parse, to_text
+from afos.run.rundir import Run
 
 __all__ = ["EXPORTERS", "ExportError", "Exporter", "Item", "export_source", "get", "items_from_run", "render"]
 
@@ -80,25 +80,19 @@ def render(items: Sequence[Item], fmt: str) -> str:
     return get(fmt).render(items)
 
 
-def items_from_run(run_dir: str | Path, top: int | None = None, rank: int | None = None) -> list[Item]:
+def items_from_run(run_dir: str | Path | Run, top: int | None = None, rank: int | None = None) -> list[Item]:
     """Front entries of a run, most accurate first: the ``top`` K, or the one of 1-based ``rank`` (default: 1).
 
-    Ties in validation accuracy go to the simpler function.
+    Ties in validation accuracy go to the simpler function (``afos.ga.front.ranked``).
 
     Raises:
-        ExportError: not a run directory, nothing scored yet, or a bad ``top``/``rank``.
+        ExportError: a bad ``top``/``rank``.
+        RunError: not a run directory, or nothing scored yet.
     """
     if top is not None and rank is not None:
         raise ExportError("give either top or rank, not both")
-    run_dir = Path(run_dir)
-    if not (run_dir / archive.CONFIG).is_file():
-        raise ExportError(f"{run_dir} is not an afos run directory (no {archive.CONFIG})")
-    front = archive.read_pareto_csv(run_dir)
-    if not front:
-        front = archive.front_from_records(archive.read_jsonl(run_dir / archive.EVALUATIONS))
-    if not front:
-        raise ExportError(f"{run_dir} has no scored functions yet")
-    ranked = sorted(front, key=lambda e: (-e.val_accuracy, e.complexity, e.expression))
+    run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
+    ranked = run.best(len(run.front()) or 1)
     if top is not None:
         if top < 1:
             raise ExportError(f"top must be at least 1, got {top}")
@@ -106,25 +100,40 @@ def items_from_run(run_dir: str | Path, top: int | None = None, rank: int | None
     else:
         rank = 1 if rank is None else rank
         if not 1 <= rank <= len(ranked):
-            raise ExportError(f"rank {rank} is out of range: the front of {run_dir} has {len(ranked)} entries")
+            raise ExportError(f"rank {rank} is out of range: the front of {run.path} has {len(ranked)} entries")
         chosen = [(rank, ranked[rank - 1])]
-    items = []
-    for r, entry in chosen:
-        try:
-            expr = parse(entry.expression)
-        except ExpressionError as err:
-            raise ExportError(f"{run_dir / archive.PARETO}, rank {r}: {err}") from None
-        items.append(Item(expr, rank=r, entry=entry, run_dir=str(run_dir)))
-    return items
+    validation = tuple(run.validation())
+    return [Item(_parsed(entry.expression, f"{run.path}, rank {r}"), rank=r, entry=entry, run_dir=str(run.path),
+                 validation=validation) for r, entry in chosen]
 
 
-def export_source(fmt: str, *, expr: str | None = None, run_dir: str | Path | None = None,
+def _parsed(text: str, where: str):
+    try:
+        return parse(text)
+    except AfosError as err:
+        raise ExportError(f"{where}: {err}") from None
+
+
+def screened(text: str):
+    """The expression ``text`` if it is an activation afos could use: parsed, and passed by the screen a
+    search applies (``afos.expr.check``: finite, not constant, not linear, a gradient somewhere)."""
+    expr = parse(text)
+    reason = check(expr)
+    if reason is not None:
+        # a text that simplifies to a constant says so: '1/(x-x)' is sympy's zoo
+        shown = repr(text.strip()) + ("" if expr.free_symbols else f" (= {to_text(expr)})")
+        raise ExportError(f"{shown} is not an activation afos would train: {reason}; nothing exported")
+    return expr
+
+
+def export_source(fmt: str, *, expr: str | None = None, run_dir: str | Path | Run | None = None,
                   top: int | None = None, rank: int | None = None) -> str:
     """Source code in format ``fmt`` for the expression text ``expr``, or for entries of a run.
 
     Raises:
-        ExportError: bad format, run, rank, or both/neither of expr and run_dir.
+        ExportError: bad format, rank, or both/neither of expr and run_dir; an expression the screen rejects.
         ExpressionError: ``expr`` is outside the safe grammar (the parser's one-line message).
+        RunError: ``run_dir`` is not a run, or has nothing scored yet.
     """
     get(fmt)  # an unknown format fails before any work
     if (expr is None) == (run_dir is None):
@@ -132,7 +141,7 @@ def export_source(fmt: str, *, expr: str | None = None, run_dir: str | Path | No
     if expr is not None:
         if top is not None or rank is not None:
             raise ExportError("top and rank select entries of a run, not of an expression")
-        items = [Item(parse(expr))]
+        items = [Item(screened(expr))]
     else:
         items = items_from_run(run_dir, top=top, rank=rank)
     return render(items, fmt)

@@ -1,11 +1,10 @@
-"""Walks a sympy expression and writes it as Python code for one array framework.
+"""Walks afos's intermediate form of an expression and writes it as Python code for one array framework.
 
-Every array target (jax, flax, numpy, torch, tensorflow) shares this walker and
-differs only in its :class:`Dialect`: how the framework spells each sympy head
-and the source of a few safe helper functions. The walker reproduces
-``afos.compile`` branch by branch (left folds of sums, products, max and min;
-the same five cases of powers; constants as arrays shaped like ``x``), so an
-exported function computes what afos measured.
+Every array target (jax, flax, numpy, torch, tensorflow) shares this walker and differs only in its
+:class:`Dialect`: how the framework spells each operation of ``afos.expr.ir`` and the source of a few safe
+helper functions. The walker reads the same tree the JAX compiler and the batched interpreter read, with
+the meaning ``afos.expr.ir`` gives every operation (left folds of sums, products, max and min; the powers;
+constants as arrays shaped like ``x``), so an exported function computes what afos measured.
 """
 
 from __future__ import annotations
@@ -16,12 +15,9 @@ from dataclasses import dataclass
 
 import sympy
 
-from afos.primitives import DIV_EPS, EXP_CLIP, TINY, X
-
-
-class ExportError(ValueError):
-    """An expression, run or format that afos cannot export."""
-
+from afos.errors import ExportError
+from afos.expr import ir
+from afos.expr.primitives import DIV_EPS, EXP_CLIP, TINY
 
 # The helpers the walker itself calls (powers); every array dialect defines them.
 WALKER_HELPERS = ("_safe_exp", "_safe_log", "_safe_sqrt", "_safe_denominator", "_ipow", "_rpow")
@@ -52,86 +48,79 @@ class Dialect:
     """How one Python array framework spells afos's safe operations.
 
     Attributes:
-        functions: sympy head -> call template; ``{0}`` is the argument (``{1}`` the second
-            one for Max/Min, which are folded left over their arguments like afos does).
+        functions: operation of ``afos.expr.ir`` -> call template; ``{0}`` is the argument (``{1}`` the
+            second one for max/min, which are folded left over their arguments like afos does).
         constant: template of an array filled with constant ``{0}``, shaped like ``x``.
         helpers: helper name -> its ``def`` source; only the ones the code calls are emitted.
         imports: (marker, import line): the line is emitted when the code contains the marker.
     """
 
-    functions: Mapping[type, str]
+    functions: Mapping[str, str]
     constant: str
     helpers: Mapping[str, str]
     imports: tuple[tuple[str, str], ...]
 
 
-def _is_constant(expr: sympy.Expr) -> bool:
-    return bool(expr.is_Number) or expr in (sympy.pi, sympy.E)
+def _has_x(node: ir.Node) -> bool:
+    return any(n.op == "x" for n in node.walk())
 
 
 class _Writer:
     def __init__(self, dialect: Dialect):
         self.d = dialect
 
-    def constant(self, expr: sympy.Expr, inline: bool) -> str:
-        if not expr.is_real or not expr.is_finite:
-            raise ExportError(f"constant {expr} is not a finite real number")
-        c = repr(float(expr))
-        # Inline literals only as operands of + and * next to an array; elsewhere an array like afos's full_like.
-        return c if inline else self.d.constant.format(c)
-
-    def code(self, expr: sympy.Expr, inline: bool = False) -> str:
-        if expr == X:
+    def code(self, node: ir.Node, inline: bool = False) -> str:
+        if node.op == "x":
             return "x"
-        if _is_constant(expr):
-            return self.constant(expr, inline)
-        if expr.is_Add or expr.is_Mul:
-            inline_parts = bool(expr.free_symbols)
-            op = " + " if expr.is_Add else " * "
-            return "(" + op.join(self.code(a, inline_parts) for a in expr.args) + ")"
-        if expr.is_Pow:
-            return self.power(*expr.args)
-        template = self.d.functions.get(expr.func)
+        if node.op == "const":
+            # Inline literals only as operands of + and * next to an array; elsewhere an array like afos's full_like.
+            c = repr(node.param)
+            return c if inline else self.d.constant.format(c)
+        if node.op in ("add", "mul"):
+            inline_parts = _has_x(node)
+            op = " + " if node.op == "add" else " * "
+            return "(" + op.join(self.code(a, inline_parts) for a in node.args) + ")"
+        if node.op in _POWERS:
+            return _POWERS[node.op](self, node)
+        template = self.d.functions.get(node.op)
         if template is None:
-            raise ExportError(f"no implementation for {expr.func.__name__}")
-        args = [self.code(a) for a in expr.args]
+            raise ExportError(f"no implementation for {node.op}")
+        args = [self.code(a) for a in node.args]
         if "{1}" not in template:
-            if len(args) != 1:
-                raise ExportError(f"{expr.func.__name__} with {len(args)} arguments")
             return template.format(args[0])
         out = args[0]
         for a in args[1:]:
             out = template.format(out, a)
         return out
 
-    def power(self, base: sympy.Expr, exponent: sympy.Expr) -> str:
-        # The branches of afos.compile._pow, in its order.
-        if base == sympy.E:
-            return f"_safe_exp({self.code(exponent)})"
-        b = self.code(base)
-        if exponent.is_Integer:
-            n = int(exponent)
-            powered = b if abs(n) == 1 else f"_ipow({b}, {abs(n)})"  # _ipow(b, 1) is b itself
-            return powered if n >= 0 else f"(1.0 / _safe_denominator({powered}))"
-        if exponent == sympy.Rational(1, 2):
-            return f"_safe_sqrt({b})"
-        if exponent == sympy.Rational(-1, 2):
-            return f"(1.0 / _safe_sqrt({b}))"
-        if exponent.is_Number:
-            return f"_rpow({b}, {float(exponent)!r})"
-        return f"_safe_exp(({self.code(exponent)} * _safe_log({b})))"
+    def powered(self, node: ir.Node) -> str:
+        b, n = self.code(node.args[0]), int(node.param)
+        return b if n == 1 else f"_ipow({b}, {n})"  # _ipow(b, 1) is b itself
+
+
+# The powers of afos.expr.ir, spelled with the helpers every dialect defines.
+_POWERS = {
+    "ipow": _Writer.powered,
+    "ipow_inv": lambda w, node: f"(1.0 / _safe_denominator({w.powered(node)}))",
+    "sqrt": lambda w, node: f"_safe_sqrt({w.code(node.args[0])})",
+    "rsqrt": lambda w, node: f"(1.0 / _safe_sqrt({w.code(node.args[0])}))",
+    "rpow": lambda w, node: f"_rpow({w.code(node.args[0])}, {node.param!r})",
+    "pow": lambda w, node: f"_safe_exp(({w.code(node.args[1])} * _safe_log({w.code(node.args[0])})))",
+}
 
 
 def expression_code(expr: sympy.Expr, dialect: Dialect) -> str:
     """One Python expression in ``x`` computing ``expr`` with ``dialect``'s safe operations.
 
     Raises:
-        ExportError: the expression has other symbols than x or a head the dialect lacks.
+        ExportError: the expression has other symbols than x, or a part without an operation in afos's
+            intermediate form.
     """
-    free = expr.free_symbols - {X}
-    if free:
-        raise ExportError(f"unknown symbols {sorted(map(str, free))}")
-    return _Writer(dialect).code(expr)
+    try:
+        node = ir.lower(expr)
+    except ir.LoweringError as err:
+        raise ExportError(str(err)) from None
+    return _Writer(dialect).code(node)
 
 
 def helpers_for(codes: list[str], dialect: Dialect) -> list[str]:

@@ -6,9 +6,10 @@ from collections.abc import Sequence
 
 import sympy
 
-from afos.export.codegen import ExportError
+from afos.errors import ExportError
 from afos.export.items import Item, docstring, names
-from afos.primitives import SYMPY_FUNCTIONS, X, sigmoid, softplus
+from afos.expr.ir import HEADS
+from afos.expr.primitives import X, sigmoid, softplus
 
 _PREAMBLE = '''import sympy
 
@@ -46,7 +47,7 @@ def _number(expr: sympy.Expr) -> str:
 def _function(head: type) -> str:
     if head in _LOCAL:
         return _LOCAL[head]
-    if head not in SYMPY_FUNCTIONS or getattr(sympy, head.__name__, None) is not head:
+    if head not in HEADS or getattr(sympy, head.__name__, None) is not head:
         raise ExportError(f"no implementation for {head.__name__}")
     return "sympy." + head.__name__
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sympy
-
 from afos.export.codegen import IPOW_SOURCE, Dialect, assemble, expression_code, function_source
 from afos.export.items import Item, docstring, names
-from afos.primitives import sigmoid, softplus
 
 # tf.maximum/minimum/clip_by_value send the whole gradient to one side at ties; jnp.maximum/minimum
 # (what afos measured) split it evenly, and so do these.
@@ -25,24 +22,24 @@ def {name}(a):
 
 DIALECT = Dialect(
     functions={
-        sympy.exp: "_safe_exp({0})",
-        sympy.log: "_safe_log({0})",
-        sympy.sin: "tf.sin({0})",
-        sympy.cos: "tf.cos({0})",
-        sympy.tan: "tf.tan({0})",
-        sympy.tanh: "tf.tanh({0})",
-        sympy.sinh: "_safe_sinh({0})",
-        sympy.cosh: "_safe_cosh({0})",
-        sympy.asinh: "tf.math.asinh({0})",
-        sympy.atan: "tf.math.atan({0})",
-        sympy.erf: "tf.math.erf({0})",
-        sympy.erfc: "tf.math.erfc({0})",
-        sympy.Abs: "_abs({0})",
-        sympy.sign: "tf.sign({0})",
-        sympy.Max: "_maximum({0}, {1})",
-        sympy.Min: "_minimum({0}, {1})",
-        sigmoid: "tf.sigmoid({0})",
-        softplus: "tf.math.softplus({0})",
+        "exp": "_safe_exp({0})",
+        "log": "_safe_log({0})",
+        "sin": "tf.sin({0})",
+        "cos": "tf.cos({0})",
+        "tan": "tf.tan({0})",
+        "tanh": "tf.tanh({0})",
+        "sinh": "_safe_sinh({0})",
+        "cosh": "_safe_cosh({0})",
+        "asinh": "tf.math.asinh({0})",
+        "atan": "tf.math.atan({0})",
+        "erf": "tf.math.erf({0})",
+        "erfc": "tf.math.erfc({0})",
+        "abs": "_abs({0})",
+        "sign": "tf.sign({0})",
+        "max": "_maximum({0}, {1})",
+        "min": "_minimum({0}, {1})",
+        "sigmoid": "tf.sigmoid({0})",
+        "softplus": "tf.math.softplus({0})",
     },
     constant="tf.fill(tf.shape(x), tf.constant({0}, x.dtype))",
     helpers={

@@ -4,33 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sympy
-
 from afos.export.codegen import IPOW_SOURCE, Dialect, assemble, expression_code, function_source
 from afos.export.items import Item, docstring, names
-from afos.primitives import sigmoid, softplus
 
 DIALECT = Dialect(
     functions={
-        sympy.exp: "_safe_exp({0})",
-        sympy.log: "_safe_log({0})",
-        sympy.sin: "torch.sin({0})",
-        sympy.cos: "torch.cos({0})",
-        sympy.tan: "torch.tan({0})",
-        sympy.tanh: "torch.tanh({0})",
-        sympy.sinh: "_safe_sinh({0})",
-        sympy.cosh: "_safe_cosh({0})",
-        sympy.asinh: "torch.asinh({0})",
-        sympy.atan: "torch.atan({0})",
-        sympy.erf: "torch.erf({0})",
-        sympy.erfc: "torch.erfc({0})",
-        sympy.Abs: "_abs({0})",
-        sympy.sign: "torch.sign({0})",
+        "exp": "_safe_exp({0})",
+        "log": "_safe_log({0})",
+        "sin": "torch.sin({0})",
+        "cos": "torch.cos({0})",
+        "tan": "torch.tan({0})",
+        "tanh": "torch.tanh({0})",
+        "sinh": "_safe_sinh({0})",
+        "cosh": "_safe_cosh({0})",
+        "asinh": "torch.asinh({0})",
+        "atan": "torch.atan({0})",
+        "erf": "torch.erf({0})",
+        "erfc": "torch.erfc({0})",
+        "abs": "_abs({0})",
+        "sign": "torch.sign({0})",
         # Like jnp.maximum/minimum, torch splits the gradient evenly at ties.
-        sympy.Max: "torch.maximum({0}, {1})",
-        sympy.Min: "torch.minimum({0}, {1})",
-        sigmoid: "torch.sigmoid({0})",
-        softplus: "torch.nn.functional.softplus({0})",
+        "max": "torch.maximum({0}, {1})",
+        "min": "torch.minimum({0}, {1})",
+        "sigmoid": "torch.sigmoid({0})",
+        "softplus": "torch.nn.functional.softplus({0})",
     },
     constant="torch.full_like(x, {0})",
     # torch.clamp passes the whole gradient at its bounds; jnp.minimum/maximum (what afos measured)

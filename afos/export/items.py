@@ -9,8 +9,9 @@ from dataclasses import dataclass
 
 import sympy
 
-from afos.archive import FrontEntry, format_validation_row, read_validation_csv
 from afos.expr import to_text
+from afos.ga.front import FrontEntry
+from afos.run.records import format_validation_row
 
 # to_text of a parsed expression only uses these characters: safe inside a docstring.
 _PLAIN = re.compile(r"[\w.+\-*/(), ]*")
@@ -25,12 +26,14 @@ class Item:
         rank: its rank by validation accuracy in the run's Pareto front (1 = most accurate), if from a run.
         entry: its row of the run's pareto.csv, if from a run.
         run_dir: the run directory it comes from, if any.
+        validation: the run's ``validation.csv`` rows, if any (``Run.validation``).
     """
 
     expr: sympy.Expr
     rank: int | None = None
     entry: FrontEntry | None = None
     run_dir: str | None = None
+    validation: tuple[dict[str, str], ...] = ()
 
     @property
     def text(self) -> str:
@@ -53,15 +56,15 @@ class Item:
             loss = "" if e.val_loss is None else f", val_loss {e.val_loss:.6g}"
             lines.append(f"Validation: val_accuracy {e.val_accuracy:.6g}, complexity {e.complexity}{loss}, "
                          f"generation {e.generation}")
-        if self.run_dir is not None and self.entry is not None:
-            lines += validated_lines(self.run_dir, self.entry.expression)
+        if self.entry is not None:
+            lines += validated_lines(self.validation, self.entry.expression)
         return lines
 
 
-def validated_lines(run_dir: str, expression: str) -> list[str]:
+def validated_lines(rows: Sequence[dict[str, str]], expression: str) -> list[str]:
     """The held-out numbers of ``afos validate`` for ``expression`` (none if the run was not validated)."""
     lines = []
-    for row in read_validation_csv(run_dir):
+    for row in rows:
         if row["expression"] == expression and row["source"] != "anchor":
             acc, diff = format_validation_row(row)
             lines.append(f"Test (afos validate, {row['model']}, seeds {row['seeds']}, {row['epochs']} epochs): "

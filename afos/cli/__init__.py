@@ -1,0 +1,76 @@
+"""The ``afos`` command line: parses arguments, calls the library, prints its errors as one line.
+
+An error the user can cause is an ``afos.errors.AfosError`` (or an ``OSError`` the system raised about a
+file): it is printed as ``afos COMMAND: error: ...`` with exit status 2. Anything else is a bug and keeps its
+traceback. Ctrl-C stops with exit status 130 after saving what is finished.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from afos.errors import AfosError
+
+SHORT_OPTIONS = ("-h", "-o")
+
+
+def _shield_leading_minus(argv: list[str]) -> list[str]:
+    """Lets expressions start with a minus (``--expr "-x*erf(exp(-x))"``) without ``--expr=``.
+
+    argparse takes any token that starts with '-' for an option; afos's only short options are -h and
+    -o, so every other single-dash token is a value: a leading space hides its dash from argparse (the
+    expression parser and int() ignore it).
+    """
+    return [f" {a}" if a.startswith("-") and not a.startswith("--") and a not in SHORT_OPTIONS else a
+            for a in argv]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one afos command and returns its exit status (130 when stopped by Ctrl-C).
+
+    A command stopped by Ctrl-C leaves SIGINT ignored: the process is on its way out, and a further
+    Ctrl-C while it reports and exits must not turn a clean stop into a traceback.
+    """
+    from afos.run.lock import ignore_sigint
+
+    try:
+        return _command(sys.argv[1:] if argv is None else argv)
+    except KeyboardInterrupt:  # a further Ctrl-C that landed while the first stop was being reported
+        ignore_sigint()
+        return 130
+
+
+def _parse(argv: list[str]):
+    from afos.cli.parser import RESUME_OPTIONS, build_parser, search_option_names
+
+    parser = build_parser()
+    args, extra = parser.parse_known_args(_shield_leading_minus(argv))
+    if extra:
+        fixed = [a.split("=")[0] for a in extra if a.split("=")[0] in search_option_names()]
+        if args.command == "resume" and fixed:
+            parser.exit(2, f"afos resume: error: {fixed[0]} was fixed when the run started; a resume takes only "
+                           f"{', '.join(RESUME_OPTIONS)} (start a new search to change the rest)\n")
+        parser.parse_args(_shield_leading_minus(argv))  # argparse's own error about what it does not know
+    return args
+
+
+def _command(argv: list[str]) -> int:
+    from afos.run.lock import ignore_sigint
+
+    args = _parse(argv)
+    try:
+        return args.func(args)
+    except (AfosError, OSError) as err:
+        print(f"afos {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # driver.SearchInterruptedError (first Ctrl-C) carries its own message
+        ignore_sigint()
+        where = getattr(args, "run_dir", None)
+        hint = f"; resume with: afos resume {where}" if where else ""
+        message = str(err) or f"stopped at once; every finished evaluation is saved{hint}"
+        print(f"afos {args.command}: {message}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""The commands of ``afos``: each turns its parsed arguments into one call of the library.
+
+The training stack (JAX) is imported inside the commands that train, so ``afos --help``, ``afos show``
+and ``afos export`` start without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from afos import config as config_lib
+from afos.cli.display import BenchProgress, RichReporter, console, print_run
+from afos.errors import ConfigError, RunError
+from afos.run.lock import ignore_sigint
+from afos.run.rundir import Run, new_run_dir
+
+
+def parse_topology(text: str | None) -> list[int] | None:
+    """``"64,32"`` -> ``[64, 32]`` (hidden widths of the ``mlp`` model); None stays None."""
+    if text is None:
+        return None
+    try:
+        widths = [int(part) for part in text.split(",")]
+    except ValueError:
+        widths = []
+    if not widths or any(w < 1 for w in widths):
+        raise ConfigError(f"--topology must be comma-separated positive layer widths such as 64,32, got {text!r}")
+    return widths
+
+
+def _init_exprs(args: argparse.Namespace) -> list[str] | None:
+    """Warm-start functions: --init-exprs, then the front of --init-from RUN_DIR (best first)."""
+    exprs = list(args.init_exprs or [])
+    for run_dir in args.init_from or []:
+        front = Run.open(run_dir).ranked()
+        if not front:
+            raise RunError(f"--init-from {run_dir}: the run has no scored function yet")
+        exprs += [e.expression for e in front]
+    return exprs or None
+
+
+def config_from_args(args: argparse.Namespace, base: config_lib.Config) -> config_lib.Config:
+    """``base`` with the search options given on the command line."""
+    return config_lib.override(
+        base,
+        search={"space": args.space, "population": args.population, "generations": args.generations,
+                "seed": args.seed, "init_exprs": _init_exprs(args)},
+        fitness={"dataset": args.dataset, "model": args.model, "epochs": args.epochs,
+                 "batch_size": args.batch_size, "seed": args.seed, "train_size": args.train_size,
+                 "val_size": args.val_size, "topology": parse_topology(args.topology), "data_dir": args.data_dir},
+        evaluator=_evaluator_options(args),
+        protocol={"fitness_seeds": args.fitness_seeds, "race_seeds": args.race_seeds},
+    ).resolved()
+
+
+def _evaluator_options(args: argparse.Namespace) -> dict[str, Any]:
+    backend = args.backend
+    if args.ray_address is not None and backend not in (None, "ray"):
+        raise ConfigError(f"--ray-address is for --backend ray, not --backend {backend}")
+    if args.ray_address is not None:
+        backend = "ray"
+    return {"backend": backend, "worker_backend": args.worker_backend, "ray_address": args.ray_address,
+            "workers": args.workers}
+
+
+def _finish_search(run_dir: Path, validate: bool = False) -> int:
+    run = Run.open(run_dir)
+    if validate:
+        _validate(run)
+    print_run(run)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from afos.run import driver
+
+    config = config_from_args(args, config_lib.load(args.config) if args.config else config_lib.Config())
+    run_dir = Path(args.run_dir) if args.run_dir else new_run_dir()
+    reporter = RichReporter(config.search.generations)
+    console.print(f"afos search: space [bold]{config.space.name}[/], dataset [bold]{config.fitness.dataset}[/], "
+                  f"population {config.search.population}, generations {config.search.generations}, "
+                  f"run directory [bold]{run_dir}[/]")
+    try:
+        driver.run(config, run_dir, reporter)
+    finally:
+        reporter.close()
+    return _finish_search(run_dir, args.validate)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from afos.run import driver
+
+    run = Run.open(args.run_dir)
+    placement = {"ray_address": args.ray_address, "workers": args.workers}
+    if any(v is not None for v in placement.values()) and run.config.evaluator.backend != "ray":
+        raise ConfigError(f"--ray-address and --workers place a Ray run; {run.path} evaluates with backend "
+                          f"{run.config.evaluator.backend!r}, which a resume keeps")
+    config = None
+    if any(v is not None for v in placement.values()):
+        config = config_lib.override(run.config, evaluator=placement)
+    generations = args.generations if args.generations is not None else run.config.search.generations
+    reporter = RichReporter(generations)
+    console.print(f"afos resume: run directory [bold]{run.path}[/]")
+    try:
+        driver.resume(run.path, generations=args.generations, config=config, reporter=reporter)
+    finally:
+        reporter.close()
+    return _finish_search(run.path, args.validate)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    print_run(Run.open(args.run_dir))
+    return 0
+
+
+def _validate(run: Run, top: int | None = None, seeds: int | None = None, epochs: int | None = None,
+              models: list[str] | None = None) -> None:
+    from afos.study import validate
+
+    spec = validate.validation_spec(run, top, seeds, epochs, models)
+    console.print(f"afos validate: {len(spec.activations)} activations x {len(spec.models)} model(s) x seeds "
+                  f"{', '.join(map(str, spec.seeds))}, {spec.epochs} epochs, scored on the test split")
+    progress = BenchProgress()
+    try:
+        validate.validate(run, top, seeds, epochs, models, progress)
+    finally:
+        progress.close()
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from afos.study import bench
+
+    run = Run.open(args.run_dir)
+    models = bench.split_top_level(args.models) if args.models else None
+    _validate(run, args.top, args.seeds, args.epochs, models)
+    print_run(run)
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from afos.study import bench, presets, report, runner, stats
+
+    values = presets.load_preset(args.preset, args.quick) if args.preset else {}
+    if args.quick and not args.preset:
+        values = presets.apply_quick(values, {})
+    given = {key: getattr(args, key) for key in ("activations", "models", "datasets", "seeds", "epochs", "batch_size",
+                                                 "train_size", "val_size", "test_size", "data_dir", "metric",
+                                                 "baseline", "blocks")}
+    spec = bench.make_spec(values | {k: v for k, v in given.items() if v is not None})
+    out = Path(args.out) if args.out else runner.default_out_dir(spec)
+    console.print(f"afos benchmark: {len(bench.cells(spec))} cells into [bold]{out}[/] (run the same command "
+                  "again to resume)")
+    for note in spec.notes:
+        console.print(f"note: {note}")
+    progress = BenchProgress()
+    try:
+        runner.run(spec, out, progress)
+    except KeyboardInterrupt:
+        ignore_sigint()
+        console.print(f"interrupted: finished cells are in {out / bench.RESULTS}; run the same command to resume")
+        return 130
+    finally:
+        progress.close()
+    files = report.build(out)
+    print(stats.markdown(stats.compare(*runner.read_results(out))))
+    print(f"report: {files.html} and {files.markdown}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from afos.study import report
+
+    files = report.build(args.directory)
+    print(f"report: {files.html} and {files.markdown}; figures: {', '.join(str(p) for p in files.plots)}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from afos import export
+
+    source = export.export_source(args.format, expr=args.expr, run_dir=args.run_dir, top=args.top, rank=args.rank)
+    if args.output:
+        Path(args.output).write_text(source)
+        console.print(f"afos export: wrote {args.format} to [bold]{args.output}[/]")
+    else:
+        print(source, end="")
+    return 0

@@ -1,0 +1,160 @@
+"""What the command line shows: progress of a search or benchmark, and the tables of a run."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from afos import types
+from afos.ga.front import FrontEntry, ranked
+from afos.run.records import Evaluation, format_validation_row
+from afos.run.rundir import Run
+
+console = Console(stderr=True)
+
+
+class RichReporter:
+    """Shows one progress bar per generation with done/cached/rejected/failed counts and the best so far."""
+
+    def __init__(self, generations: int):
+        self.generations = generations
+        self.counts: Counter[str] = Counter()  # by status: ok, cached, rejected, failed, anchor, rescored
+        self.best: Evaluation | None = None
+        self.progress = Progress(
+            TextColumn("[bold]gen {task.fields[gen]}/{task.fields[last]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[counts]}"),
+            TextColumn("best {task.fields[best]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+        self.task = None
+
+    def _fields(self) -> dict[str, str]:
+        c = self.counts
+        counts = f"trained {c[types.OK]} cached {c[types.CACHED]} rejected {c[types.REJECTED]} failed {c[types.FAILED]}"
+        best = "-" if self.best is None else f"{self.best.val_accuracy:.4f} {self.best.expr}"
+        return {"counts": counts, "best": best[:60]}
+
+    def generation_started(self, generation: int, size: int) -> None:
+        if self.task is None:
+            self.progress.start()
+        else:
+            self.progress.stop_task(self.task)
+        self.task = self.progress.add_task("", total=size, gen=generation, last=self.generations, **self._fields())
+
+    def evaluated(self, line: Evaluation) -> None:
+        self.counts[line.status] += 1
+        if line.scored and (self.best is None or line.val_accuracy > self.best.val_accuracy):
+            self.best = line
+        self.progress.update(self.task, advance=1, **self._fields())
+
+    def generation_finished(self, generation: int, front: list[FrontEntry]) -> None:
+        if generation >= self.generations:
+            self.progress.stop()
+
+    def close(self) -> None:
+        self.progress.stop()
+
+    def message(self, text: str) -> None:
+        self.progress.console.print(f"afos: {text}", markup=False, highlight=False)
+
+
+class BenchProgress:
+    """One progress bar over a benchmark's cells, with the cell being trained and the time remaining."""
+
+    def __init__(self):
+        self.progress = Progress(
+            TextColumn("[bold]{task.fields[cell]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("eta"), TimeRemainingColumn(), console=console,
+        )
+        self.task = None
+
+    def started(self, total: int, done: int) -> None:
+        self.progress.start()
+        self.task = self.progress.add_task("", total=total, completed=done, cell="")
+
+    def cell_started(self, cell) -> None:
+        text = f"{cell.activation.label} {cell.model.label}/{cell.dataset} seed {cell.seed}"
+        self.progress.update(self.task, cell=text[:48])
+
+    def cell_finished(self, record: dict[str, Any]) -> None:
+        self.progress.update(self.task, advance=1)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def front_table(front: list[FrontEntry], title: str) -> Table:
+    table = Table(title=title)
+    for name, justify in (("complexity", "right"), ("val_accuracy", "right"), ("val_loss", "right"),
+                          ("gen", "right"), ("expression", "left")):
+        table.add_column(name, justify=justify)
+    table.add_column("seeds", justify="right")
+    for e in front:
+        loss = "" if e.val_loss is None else f"{e.val_loss:.4f}"
+        acc = f"{e.val_accuracy:.4f}" + ("" if e.val_accuracy_std is None else f" ± {e.val_accuracy_std:.4f}")
+        table.add_row(str(e.complexity), acc, loss, str(e.generation), e.expression, str(e.seeds))
+    return table
+
+
+def anchors_table(anchors: list[Evaluation], title: str) -> Table:
+    """The standard activations scored under the search's own fitness protocol (compare with the front)."""
+    table = Table(title=title)
+    for name, justify in (("anchor", "left"), ("val_accuracy", "right"), ("val_loss", "right"),
+                          ("seeds", "right"), ("expression", "left")):
+        table.add_column(name, justify=justify)
+    for r in anchors:
+        acc = "failed" if r.val_accuracy is None else f"{r.val_accuracy:.4f}"
+        acc += "" if r.val_accuracy_std is None else f" ± {r.val_accuracy_std:.4f}"
+        loss = "" if r.val_loss is None else f"{r.val_loss:.4f}"
+        table.add_row(r.tree, acc, loss, str(r.seeds), r.expr)
+    return table
+
+
+def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation]) -> str:
+    """One line: does the front's best beat the best anchor on validation accuracy (not yet a test result)?"""
+    scored = [r for r in anchors if r.scored]
+    if not front or not scored:
+        return "nothing to compare yet"
+    best, anchor = ranked(front)[0], max(scored, key=lambda r: r.val_accuracy)
+    verb = "beats" if best.val_accuracy > anchor.val_accuracy else "does not beat"
+    return (f"best of the front {best.expression} ({best.val_accuracy:.4f}) {verb} the best anchor {anchor.tree} "
+            f"({anchor.val_accuracy:.4f}) on validation accuracy; `afos validate` checks it on the test split")
+
+
+def validation_table(rows: list[dict[str, str]], title: str) -> Table:
+    table = Table(title=title)
+    for name, justify in (("activation", "left"), ("model", "left"), ("test_accuracy", "right"),
+                          ("vs relu (95% CI, Wilcoxon p)", "right"), ("expression", "left")):
+        table.add_column(name, justify=justify)
+    for row in rows:
+        table.add_row(row["activation"], row["model"], *format_validation_row(row), row["expression"])
+    return table
+
+
+def print_run(run: Run) -> None:
+    """The front, the anchors beside it and, once validated, the held-out numbers."""
+    out = Console()
+    front = run.front()
+    out.print(front_table(front, f"Pareto front of {run.path}"))
+    anchors = run.anchors()
+    if anchors:
+        out.print(anchors_table(anchors, "Anchors (same fitness protocol)"))
+        out.print(anchor_verdict(front, anchors), markup=False, highlight=False)
+    rows = run.validation()
+    if rows:
+        seeds, epochs = rows[0]["seeds"], rows[0]["epochs"]
+        out.print(validation_table(rows, f"Validated on the test split (seeds {seeds}, {epochs} epochs)"))

@@ -1,0 +1,128 @@
+"""The arguments of ``afos`` and its commands (argparse); the commands themselves are in ``commands``."""
+
+from __future__ import annotations
+
+import argparse
+
+from afos.cli import commands
+
+# What a resume may change (afos.config.FREE_ON_RESUME): everything else is the run's, fixed when it started.
+RESUME_OPTIONS = ("--generations", "--ray-address", "--workers", "--validate")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="afos", description="Discover activation functions with a genetic algorithm.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("search", help="run a new search")
+    _search_options(p)
+    p.add_argument("--run-dir", help="run directory (default: runs/<date-time>)")
+    p.set_defaults(func=commands.cmd_search)
+
+    p = sub.add_parser("resume", help="continue a stopped run from its checkpoint (same result as never stopping)",
+                       description="Continue a stopped run exactly where it stopped. Its settings are the ones it "
+                       "was started with; only how far it goes and where a Ray run's work runs may change.")
+    p.add_argument("run_dir")
+    p.add_argument("--generations", type=int, help="go on to this many generations (default: the run's own)")
+    _ray_options(p, "move a Ray run to this cluster")
+    p.add_argument("--validate", action="store_true", help="at the end, run `afos validate`")
+    p.set_defaults(func=commands.cmd_resume)
+
+    p = sub.add_parser("show", help="print the Pareto front of a run")
+    p.add_argument("run_dir")
+    p.set_defaults(func=commands.cmd_show)
+
+    p = sub.add_parser("validate", help="retrain the front's best and the anchors on fresh seeds and score them "
+                       "on the test split (writes validation.csv)")
+    p.add_argument("run_dir")
+    p.add_argument("--top", type=int, metavar="N", help="functions of the front, most accurate first (default: 3)")
+    p.add_argument("--seeds", type=int, metavar="S", help="fresh seeds, never used by the search (default: 5)")
+    p.add_argument("--epochs", type=int, metavar="E", help="training epochs (default: 5)")
+    p.add_argument("--models", help="comma-separated models (default: the search's model)")
+    p.set_defaults(func=commands.cmd_validate)
+
+    _benchmark_parser(sub)
+
+    p = sub.add_parser("report", help="write report.html and report.md for a run or benchmark directory")
+    p.add_argument("directory")
+    p.set_defaults(func=commands.cmd_report)
+
+    p = sub.add_parser("export", help="write a run's functions (or --expr) as jax, flax, numpy, torch, "
+                       "tensorflow, latex or sympy code")
+    p.add_argument("run_dir", nargs="?", help="a run directory (or give --expr)")
+    p.add_argument("--expr", help='an expression instead of a run, e.g. "x*sigmoid(x)"')
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--top", type=int, metavar="K", help="the K most accurate functions of the front")
+    which.add_argument("--rank", type=int, metavar="R", help="the R-th most accurate function (default: 1)")
+    p.add_argument("--format", required=True, help="jax, flax, numpy, torch, tensorflow, latex or sympy")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: print)")
+    p.set_defaults(func=commands.cmd_export)
+    return parser
+
+
+def _search_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="a TOML config file (command-line options override it)")
+    p.add_argument("--space", help="search space: a built-in name (default, afos, swish) or a .toml file")
+    p.add_argument("--dataset", help="dataset: digits (default), fashion_mnist or tfds:NAME")
+    p.add_argument("--model", help="model name (default: cnn-small; see README, Datasets and models)")
+    p.add_argument("--population", type=int, help="population size (default: 16)")
+    p.add_argument("--generations", type=int, help="offspring generations after the initial one (default: 6)")
+    p.add_argument("--epochs", type=int, help="training epochs per fitness evaluation (default: 1)")
+    p.add_argument("--batch-size", type=int, help="training batch size (default: 32)")
+    p.add_argument("--train-size", type=int, help="use only this many training examples")
+    p.add_argument("--val-size", type=int, help="use only this many validation examples")
+    p.add_argument("--topology", help="hidden layer widths of the mlp model, e.g. 64,32")
+    p.add_argument("--data-dir", help="where dataset files are looked for first (Fashion-MNIST IDX files, "
+                   "the TFDS data dir)")
+    p.add_argument("--seed", type=int, help="the one seed of the run (default: 0)")
+    p.add_argument("--backend", help="fitness evaluator: auto, sequential (exact, one compile per candidate), "
+                   "batched (one compiled step for all candidates; docs/PERFORMANCE.md), sharded (over the "
+                   "local GPUs; auto where there are several), ray (docs/SCALING.md)")
+    p.add_argument("--worker-backend", help="what each device (sharded) or Ray worker runs: auto, sequential, "
+                   "batched (default: auto)")
+    _ray_options(p, "run on this Ray cluster (implies --backend ray; without it --backend ray starts a local Ray "
+                 "instance)")
+    p.add_argument("--init-exprs", nargs="+", metavar="EXPR",
+                   help='warm start: functions that open the first population, e.g. "x*sigmoid(x)" "max(x, 0)"')
+    p.add_argument("--init-from", nargs="+", metavar="RUN_DIR", help="warm start from the front of earlier runs")
+    p.add_argument("--fitness-seeds", type=int, metavar="K",
+                   help="fitness = mean validation accuracy over K initialisation seeds (default: 1)")
+    p.add_argument("--race-seeds", type=int, metavar="M",
+                   help="racing: re-score front members on up to M seeds before they displace others (default: off)")
+    p.add_argument("--validate", action="store_true",
+                   help="at the end, run `afos validate` (fresh seeds, longer training, test split)")
+
+
+def _ray_options(p: argparse.ArgumentParser, address_help: str) -> None:
+    p.add_argument("--ray-address", metavar="auto|HOST:PORT", help=address_help)
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="Ray workers (default: one per GPU of the cluster, or one per CPU where it has none)")
+
+
+def _benchmark_parser(sub) -> None:
+    p = sub.add_parser("benchmark", help="train activations x models x datasets x seeds and compare them")
+    p.add_argument("--activations", help="comma-separated: standard names, expressions, RUN_DIR[:topK|:all]")
+    p.add_argument("--models", help="comma-separated model names; options as mlp:topology=64x32;batch_size=16")
+    p.add_argument("--datasets", help="comma-separated dataset names (default: digits)")
+    p.add_argument("--seeds", type=int, help="number of seeds (default: 3)")
+    p.add_argument("--epochs", type=int, help="training epochs per cell (default: 5)")
+    p.add_argument("--batch-size", type=int, help="training batch size (default: 32)")
+    p.add_argument("--train-size", type=int, help="use only this many training examples")
+    p.add_argument("--val-size", type=int, help="use only this many validation examples")
+    p.add_argument("--test-size", type=int, help="score on only this many test examples")
+    p.add_argument("--data-dir", help="where dataset files are looked for first (Fashion-MNIST IDX files, "
+                   "the TFDS data dir)")
+    p.add_argument("--metric", help="the compared metric (default: test_accuracy)")
+    p.add_argument("--baseline", help="activation the others are tested against (default: relu)")
+    p.add_argument("--blocks", help="Friedman blocks: run (each case x seed) or case (seed means)")
+    p.add_argument("--preset", help="a preset name (benchmarks/presets) or a .toml file")
+    p.add_argument("--quick", action="store_true", help="tiny data, 1 epoch, few seeds: a smoke test")
+    p.add_argument("--out", help="benchmark directory (default: runs/bench-<preset>); reused to resume")
+    p.set_defaults(func=commands.cmd_benchmark)
+
+
+def search_option_names() -> set[str]:
+    """Every option of ``afos search`` (those of them a resume does not take are fixed by the run)."""
+    p = argparse.ArgumentParser()
+    _search_options(p)
+    return {s for action in p._actions for s in action.option_strings}

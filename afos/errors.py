@@ -1,0 +1,50 @@
+"""The errors afos raises for bad input or unusable files: one family, caught once by the command line.
+
+Every error a user can cause (a bad option, a config key, an expression, a run directory, a dataset that is
+not there, a Ray cluster that does not answer) is an ``AfosError`` whose message is one line naming the
+problem. The command line prints those (and ``OSError``, a file the system refused) as one line with exit
+status 2; anything else is a bug in afos and keeps its traceback. Errors about a value also derive from
+``ValueError``, so that code which catches ``ValueError`` around an afos call keeps working.
+"""
+
+from __future__ import annotations
+
+
+class AfosError(Exception):
+    """Base of every error afos raises for input it cannot use; the message is one line."""
+
+
+class ConfigError(AfosError, ValueError):
+    """A configuration file, section, key or value that is not valid; the message names it."""
+
+
+class SpaceError(ConfigError):
+    """A search space file that is not valid; the message names the file and the key."""
+
+
+class ExpressionError(AfosError, ValueError):
+    """Text that is not an expression of the safe grammar, or an expression afos cannot use."""
+
+
+class RunError(AfosError):
+    """A run directory that cannot be used as asked (missing, damaged, locked, or of another config)."""
+
+
+class DataError(AfosError, ValueError):
+    """A dataset that cannot be found, read or prepared; the message says what to do."""
+
+
+class ModelError(AfosError, ValueError):
+    """An unknown model, or an option a model does not take."""
+
+
+class BenchError(AfosError, ValueError):
+    """A benchmark specification, preset or directory that cannot be used."""
+
+
+class ExportError(AfosError, ValueError):
+    """An expression, run or format that afos cannot export."""
+
+
+class DistributedError(AfosError, RuntimeError):
+    """Ray is missing, a cluster cannot be reached or lacks the resources, or workers keep dying."""

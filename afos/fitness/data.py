@@ -1,0 +1,339 @@
+"""Datasets by name, as train / validation / test arrays.
+
+Names: ``digits`` (bundled with scikit-learn, the default), ``fashion_mnist`` (the real gzipped IDX
+files) and ``tfds:NAME`` for any TFDS image-classification dataset that has been prepared in
+``array_record`` format (read with ``tfds.data_source``, which needs no TensorFlow; afos never
+downloads).
+
+Images are NHWC float32 in [0, 1]; labels int32. The test split is fixed per dataset (the official
+test split where there is one, else a stratified 20% held out with a fixed seed, independent of the
+run's seed) and only reachable through ``Dataset.test()``, which counts its callers: the search
+never calls it. Validation is carved from the training data with the run's seed, stratified.
+
+Decoded arrays (uint8) are cached on disk as ``.npz`` under ``$AFOS_CACHE_DIR`` (default
+``~/.cache/afos``), keyed by the dataset name, the image size and the path, size and modification
+time of every source file, so a second load skips parsing and decoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import json
+import os
+import struct
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from afos.errors import DataError
+
+# The fitness settings that decide which data a training sees (afos.config.FitnessSettings).
+DATA_SETTINGS = ("dataset", "seed", "val_fraction", "train_size", "val_size", "data_dir")
+TEST_SPLIT_SEED = 0  # the test split never moves, so results stay comparable across runs
+CACHE_VERSION = 1  # bump when the cached arrays change meaning
+DEFAULT_IMAGE_SIZE = 64  # side that variable-size images (imagenette, ...) are resized to by default
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
+FASHION_MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte.gz",
+    "y_train": "train-labels-idx1-ubyte.gz",
+    "x_test": "t10k-images-idx3-ubyte.gz",
+    "y_test": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+@dataclass(frozen=True)
+class Split:
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: Split
+    val: Split
+    num_classes: int
+    _test: Split = field(repr=False)
+    test_reads: int = 0
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.x.shape[1:])
+
+    def test(self) -> Split:
+        """The held-out test split: for `validate` and `benchmark` only, never for selection."""
+        self.test_reads += 1
+        return self._test
+
+
+def without_test(dataset: Dataset) -> Dataset:
+    """The dataset with an empty test split: what is shipped to workers (selection never reads the test split)."""
+    empty = Split(np.zeros((0, *dataset.input_shape), dataset.train.x.dtype), np.zeros((0,), dataset.train.y.dtype))
+    return dataclasses.replace(dataset, _test=empty)
+
+
+class Raw(NamedTuple):
+    """A dataset as its loader returns it: full training data, the fixed test split, the class count.
+
+    Images are uint8 in [0, 255] (normalised after subsetting) or float32 already in [0, 1].
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+
+def _stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (rest, held) with ``fraction`` of every class held out, shuffled by ``seed``."""
+    rng = np.random.default_rng(seed)
+    held = []
+    for label in np.unique(y):
+        idx = np.flatnonzero(y == label)
+        rng.shuffle(idx)
+        held.append(idx[: int(round(fraction * len(idx)))])
+    held_idx = np.sort(np.concatenate(held))
+    mask = np.ones(len(y), bool)
+    mask[held_idx] = False
+    rest_idx = np.flatnonzero(mask)
+    return rng.permutation(rest_idx), rng.permutation(held_idx)
+
+
+def _carve_test(x: np.ndarray, y: np.ndarray, num_classes: int) -> Raw:
+    """A dataset without a test split: a fixed stratified 20% becomes one."""
+    train_idx, test_idx = _stratified_split(y, 0.2, TEST_SPLIT_SEED)
+    return Raw(x[train_idx], y[train_idx], x[test_idx], y[test_idx], num_classes)
+
+
+def _to_float(x: np.ndarray) -> np.ndarray:
+    return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+
+
+# ---------------------------------------------------------------- the on-disk cache
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("AFOS_CACHE_DIR") or Path.home() / ".cache" / "afos")
+
+
+def cache_path(name: str, sources: list[Path], image_size: int = 0, origin: str = "") -> Path:
+    """Where the arrays of ``name`` read from ``sources`` (in directory ``origin``) are cached.
+
+    The name changes whenever any source file does (path, size, modification time).
+    """
+    stats = [[str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in sorted(sources) if p.is_file()]
+    key = json.dumps({"name": name, "version": CACHE_VERSION, "image_size": image_size, "origin": origin,
+                      "sources": stats})
+    slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    return cache_dir() / f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+
+
+def _cached(path: Path, build: Callable[[], Raw]) -> Raw:
+    """``build()``'s arrays, read from ``path`` when it holds them, else built and written there."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return Raw(*(f[k] for k in Raw._fields[:4]), int(f["num_classes"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass  # no cache yet (or a damaged one): rebuild it
+    raw = build()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, **raw._asdict())
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache only costs speed
+    return raw
+
+
+# ---------------------------------------------------------------- loaders
+
+
+def _load_digits(data_dir: str = "", image_size: int = 0) -> Raw:
+    from sklearn.datasets import load_digits
+
+    del data_dir  # bundled with scikit-learn
+    if image_size:
+        raise DataError("digits is 8x8; image_size is not supported (models resize their input themselves)")
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[..., None]
+    return _carve_test(x, digits.target.astype(np.int32), 10)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """One IDX file (gzipped) as a uint8 array: a big-endian header, then the raw bytes."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4:
+        raise DataError(f"{path}: not an IDX file (too short)")
+    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype != 0x08:
+        raise DataError(f"{path}: not an unsigned-byte IDX file (magic {data[:4].hex()})")
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    body = np.frombuffer(data, np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(shape)):
+        raise DataError(f"{path}: {body.size} bytes of data for shape {shape}")
+    return body.reshape(shape)
+
+
+def fashion_mnist_dirs(data_dir: str = "") -> list[Path]:
+    """Where Fashion-MNIST files are looked for, in order."""
+    roots = [Path(d) for d in (data_dir, os.environ.get("AFOS_DATA_DIR", "")) if d]
+    return [d for root in roots for d in (root, root / "fashion-mnist")] + [FASHION_MNIST_SYSTEM_DIR]
+
+
+def _load_fashion_mnist(data_dir: str = "", image_size: int = 0) -> Raw:
+    if image_size:
+        raise DataError("fashion_mnist is 28x28; image_size is not supported (models resize their input)")
+    dirs = fashion_mnist_dirs(data_dir)
+    found = next((d for d in dirs if all((d / f).is_file() for f in FASHION_MNIST_FILES.values())), None)
+    if found is None:
+        raise DataError(
+            f"Fashion-MNIST files ({', '.join(FASHION_MNIST_FILES.values())}) not found in "
+            f"{', '.join(map(str, dirs))}: install them with `apt-get install dataset-fashion-mnist` or download "
+            "them from https://github.com/zalandoresearch/fashion-mnist into $AFOS_DATA_DIR or --data-dir"
+        )
+    paths = {key: found / name for key, name in FASHION_MNIST_FILES.items()}
+
+    def build() -> Raw:
+        arrays = {key: _read_idx(path) for key, path in paths.items()}
+        x_train, x_test = arrays["x_train"][..., None], arrays["x_test"][..., None]
+        return Raw(x_train, arrays["y_train"].astype(np.int32), x_test, arrays["y_test"].astype(np.int32), 10)
+
+    return _cached(cache_path("fashion_mnist", list(paths.values())), build)
+
+
+def _resize_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) linear-interpolation weights, widened when shrinking (antialiasing, as jax.image.resize)."""
+    scale = n_out / n_in
+    centres = (np.arange(n_out) + 0.5) / scale - 0.5  # output pixel centres in input coordinates
+    distance = (np.arange(n_in)[None, :] - centres[:, None]) * min(scale, 1.0)
+    weights = np.maximum(0.0, 1.0 - np.abs(distance))
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def _resize_images(images: list[np.ndarray], size: int) -> np.ndarray:
+    """uint8 HWC images of any sizes as one (n, size, size, c) uint8 array.
+
+    Separable weight matrices in NumPy rather than ``jax.image.resize``: datasets such as imagenette
+    have hundreds of distinct image shapes, and JAX would compile once per shape.
+    """
+    out = np.empty((len(images), size, size, images[0].shape[-1]), np.uint8)
+    for i, image in enumerate(images):
+        wy, wx = _resize_weights(image.shape[0], size), _resize_weights(image.shape[1], size)
+        resized = np.einsum("ih,hwc,jw->ijc", wy, image.astype(np.float64), wx, optimize=True)
+        out[i] = np.clip(np.rint(resized), 0, 255).astype(np.uint8)
+    return out
+
+
+def _read_tfds_split(source, image_key: str, label_key: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    examples = [source[i] for i in range(len(source))]
+    images = [np.asarray(e[image_key], np.uint8) for e in examples]
+    images = [im[..., None] if im.ndim == 2 else im for im in images]
+    labels = np.asarray([int(e[label_key]) for e in examples], np.int32)
+    if image_size or len({im.shape for im in images}) > 1:
+        return _resize_images(images, image_size or DEFAULT_IMAGE_SIZE), labels
+    return np.stack(images), labels
+
+
+def _load_tfds(name: str, data_dir: str = "", image_size: int = 0) -> Raw:
+    """A TFDS dataset prepared in array_record format, through ``tfds.data_source`` (no TensorFlow)."""
+    import tensorflow_datasets as tfds
+
+    where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+    try:
+        builder = tfds.builder(name, data_dir=data_dir or None)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DataError(f"unknown TFDS dataset {name!r} (see https://www.tensorflow.org/datasets/catalog)") from None
+    info = builder.info
+    image_key, label_key = info.supervised_keys or ("image", "label")
+    if image_key not in info.features or not hasattr(info.features[label_key], "num_classes"):
+        raise DataError(f"TFDS dataset {name!r} is not an image-classification dataset ({image_key!r}, {label_key!r})")
+    # builders without metadata (a mocked one) list no splits: assume the usual train/test
+    splits = list(info.splits) or ["train", "test"]
+    test_split = next((s for s in ("test", "validation") if s in splits), None)
+    wanted = ["train"] + ([test_split] if test_split else [])
+    sources = [Path(builder.data_dir) / f for f in sorted(os.listdir(builder.data_dir))] \
+        if os.path.isdir(builder.data_dir) else []
+
+    def build() -> Raw:
+        try:
+            parts = tfds.data_source(name, split=wanted, data_dir=data_dir or None, download=False)
+        except (NotImplementedError, AssertionError, FileNotFoundError, ValueError, KeyError):
+            raise DataError(
+                f"TFDS dataset {name!r} is not prepared in array_record format under {where}; "
+                f"prepare it once with `tfds build {name} --data_dir {where} --file_format array_record` "
+                "(afos never downloads)"
+            ) from None
+        arrays = [_read_tfds_split(p, image_key, label_key, image_size) for p in parts]
+        num_classes = int(info.features[label_key].num_classes)
+        if test_split is None:
+            return _carve_test(*arrays[0], num_classes)
+        return Raw(*arrays[0], *arrays[1], num_classes)
+
+    return _cached(cache_path(f"tfds:{name}", sources, image_size, origin=str(builder.data_dir)), build)
+
+
+# name -> loader(data_dir, image_size) returning a Raw
+DATASETS: dict[str, Callable[..., Raw]] = {"digits": _load_digits, "fashion_mnist": _load_fashion_mnist}
+# "prefix:NAME" -> loader(NAME, data_dir, image_size)
+PREFIXES: dict[str, Callable[..., Raw]] = {"tfds": _load_tfds}
+
+
+def _raw(name: str, data_dir: str, image_size: int) -> Raw:
+    prefix, sep, rest = name.partition(":")
+    if sep and prefix in PREFIXES and rest:
+        return PREFIXES[prefix](rest, data_dir=data_dir, image_size=image_size)
+    if name not in DATASETS:
+        available = [*DATASETS, *(f"{p}:NAME" for p in PREFIXES)]
+        raise DataError(f"unknown dataset {name!r} (available: {', '.join(available)})")
+    return DATASETS[name](data_dir=data_dir, image_size=image_size)
+
+
+def load(
+    name: str,
+    seed: int = 0,
+    val_fraction: float = 0.2,
+    train_size: int = 0,
+    val_size: int = 0,
+    *,
+    data_dir: str = "",
+    image_size: int = 0,
+) -> Dataset:
+    """Loads dataset ``name`` with a validation split carved from training data by ``seed``.
+
+    Args:
+        name: ``digits``, ``fashion_mnist`` or ``tfds:NAME``.
+        seed: shuffles the stratified train / validation split.
+        val_fraction: share of each class held out for validation.
+        train_size, val_size: if positive, keep only that many examples (fast proxies).
+        data_dir: where dataset files are looked for first (Fashion-MNIST IDX files; the TFDS data dir).
+        image_size: if positive, resize images to this square side (TFDS only; variable-size TFDS images
+            default to ``DEFAULT_IMAGE_SIZE``).
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
+    raw = _raw(name, data_dir, image_size)
+    train_idx, val_idx = _stratified_split(raw.y_train, val_fraction, seed)
+    if train_size > 0:
+        train_idx = train_idx[:train_size]
+    if val_size > 0:
+        val_idx = val_idx[:val_size]
+    x, y = raw.x_train, raw.y_train
+    return Dataset(
+        name=name,
+        train=Split(_to_float(x[train_idx]), y[train_idx]),
+        val=Split(_to_float(x[val_idx]), y[val_idx]),
+        num_classes=raw.num_classes,
+        _test=Split(_to_float(raw.x_test), raw.y_test),
+    )

@@ -1,0 +1,126 @@
+"""Where and how a run's candidates are trained: ``auto`` resolved once into a ``Plan``, and its evaluator.
+
+``make_plan`` reads the evaluator settings, the fitness problem and the machine (its devices, the number
+of candidates the run will score) and decides everything ``auto`` leaves open: the pool (local, sharded
+over the local accelerators, Ray), the backend of each place and the batched mode. ``build`` turns the
+plan into an evaluator. ``choose_backend`` is the one rule behind ``auto``; a Ray worker applies it on its
+own machine (its platform is only known there).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from afos.config import EvaluatorSettings, FitnessSettings
+from afos.fitness import zoo
+from afos.fitness.batched import Batched
+from afos.fitness.evaluator import Evaluator, Sequential
+from afos.fitness.problem import FitnessProblem
+
+# The backends of one place, by the names ``[evaluator] backend`` takes (``afos.config.BACKENDS``).
+BACKENDS = {"sequential": Sequential, "batched": Batched}
+
+# ``auto`` on a CPU (measurements in docs/PERFORMANCE.md): the batched backend compiles its step once
+# (8-15 s for cnn-small on a 2-core CPU) and then saves 1-1.5 s per candidate on small images (digits,
+# batch 32: 2048 pixels per batch, 4.3-4.8x faster than sequential), but its interpreter costs more than
+# a compilation on large activations (Fashion-MNIST, batch 128: 100352 pixels per batch, 1.6x slower).
+# So: batched for the measured models, from this many candidates per place, up to this batch volume.
+AUTO_CPU_MODELS = ("cnn-small", "mlp")
+AUTO_CPU_MIN_CANDIDATES = 16
+AUTO_CPU_MAX_PIXELS_PER_BATCH = 4096
+# Platforms where batched has been measured faster; GPU/TPU: not measured yet (no device was lent).
+AUTO_PLATFORMS = ("cpu",)
+
+
+def choose_backend(settings: FitnessSettings, input_shape: Sequence[int], candidates: int | None,
+                   platform: str) -> tuple[str, str]:
+    """What ``auto`` means for a place that will score ``candidates`` on ``platform``: (backend, why).
+
+    An unknown number of candidates gets ``sequential``, the choice that is never the slower one for a
+    possibly tiny run.
+    """
+    if platform not in AUTO_PLATFORMS:
+        return "sequential", f"batched is not measured on {platform} yet"
+    if settings.model not in AUTO_CPU_MODELS:
+        return "sequential", f"batched is not measured for {settings.model}"
+    height, width = zoo.MODELS[settings.model].input_hw(input_shape)
+    pixels = height * width * settings.batch_size
+    if pixels > AUTO_CPU_MAX_PIXELS_PER_BATCH:
+        return "sequential", f"{pixels} pixels per batch (batched is faster up to {AUTO_CPU_MAX_PIXELS_PER_BATCH})"
+    if candidates is None or candidates < AUTO_CPU_MIN_CANDIDATES:
+        return "sequential", f"too few candidates for batched's one compilation to pay (< {AUTO_CPU_MIN_CANDIDATES})"
+    return "batched", f"{candidates} candidates of {pixels} pixels per batch on the CPU"
+
+
+def share(candidates: int | None, places: int) -> int | None:
+    """The candidates one of ``places`` places will score in a run."""
+    return None if candidates is None else math.ceil(candidates / max(1, places))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How candidates are evaluated.
+
+    Attributes:
+        pool: ``local``, ``sharded`` (one place per local accelerator) or ``ray``.
+        backend: what each place runs (``sequential`` or ``batched``; ``auto`` on Ray: each worker decides).
+        places: how many places (Ray: decided when the workers start, 0 here).
+        candidates: how many candidates the run will score in all (None: unknown).
+        reason: why ``auto`` chose the backend, or empty.
+    """
+
+    pool: str
+    backend: str
+    places: int = 1
+    candidates: int | None = None
+    reason: str = ""
+
+    def describe(self) -> str:
+        where = {"local": "", "sharded": f" on each of {self.places} devices", "ray": " on Ray workers"}[self.pool]
+        return f"{self.backend}{where}" + (f" ({self.reason})" if self.reason else "")
+
+
+def _local_devices() -> list[Any]:
+    import jax
+
+    return jax.local_devices()
+
+
+def make_plan(settings: EvaluatorSettings, problem: FitnessProblem, candidates: int | None = None,
+              devices: Sequence[Any] | None = None) -> Plan:
+    """The plan of a run that will score ``candidates`` (every ``auto`` of ``settings`` decided here)."""
+    if settings.backend == "ray":
+        return Plan("ray", settings.worker_backend, 0, candidates)
+    devices = list(devices) if devices is not None else _local_devices()
+    platform = devices[0].platform if devices else "cpu"
+    sharded = settings.backend == "sharded" or (settings.backend == "auto" and len(devices) > 1 and platform != "cpu")
+    pool, places = ("sharded", len(devices)) if sharded else ("local", 1)
+    backend = settings.worker_backend if sharded else settings.backend
+    reason = ""
+    if backend == "auto":
+        backend, reason = choose_backend(problem.settings, problem.input_shape, share(candidates, places), platform)
+    return Plan(pool, backend, places, candidates, reason)
+
+
+def local_evaluator(backend: str, problem: FitnessProblem) -> Evaluator:
+    """The backend called ``backend`` for ``problem`` on this machine."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
+    return BACKENDS[backend](problem)
+
+
+def build(plan: Plan, problem: FitnessProblem, settings: EvaluatorSettings,
+          devices: Sequence[Any] | None = None) -> Evaluator:
+    """The evaluator ``plan`` describes (connecting to a Ray cluster fails here, before anything is written)."""
+    if plan.pool == "ray":
+        from afos.fitness.cluster import RayPool
+
+        return RayPool(settings, problem, plan.candidates)
+    if plan.pool == "sharded":
+        from afos.fitness.pools import Sharded
+
+        return Sharded(lambda: local_evaluator(plan.backend, problem), devices or _local_devices())
+    return local_evaluator(plan.backend, problem)

@@ -1,0 +1,88 @@
+"""The fitness problem: what is trained and how it is scored, as one object the evaluators call.
+
+A ``FitnessProblem`` is a dataset, a model of the zoo and the training settings. The data is split by
+the settings' seed; a training is seeded by the seed it is asked for (initialisation and batch order),
+so the K seeds of a noise-aware fitness train K networks on the same data. Every backend trains through
+it: the exact path calls ``score``; the batched path builds one model around an interpreted activation
+(``model``) and trains it with the same optimizer, batch order and loop (``optimizer``, ``batches``,
+``afos.fitness.train.run_epochs``). This is the seam where a user's own model, data or objective plugs in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import optax
+from flax import nnx
+
+from afos.config import FitnessSettings
+from afos.fitness import data as data_lib
+from afos.fitness import train, zoo
+from afos.fitness.layers import Act
+
+
+def load_data(settings: FitnessSettings) -> data_lib.Dataset:
+    """The dataset of ``settings``: its validation split carved by ``settings.seed``."""
+    return data_lib.load(settings.dataset, seed=settings.seed, val_fraction=settings.val_fraction,
+                         train_size=settings.train_size, val_size=settings.val_size, data_dir=settings.data_dir)
+
+
+class FitnessProblem:
+    """Short training of ``settings.model`` on ``settings.dataset`` with a candidate activation.
+
+    Args:
+        settings: the fitness settings (model, data, epochs, batch size, learning rate).
+        dataset: the data, if already loaded (else loaded from ``settings`` on first use).
+    """
+
+    def __init__(self, settings: FitnessSettings, dataset: data_lib.Dataset | None = None):
+        zoo.check(settings.model, self.model_options(settings))
+        self.settings = settings
+        self._dataset = dataset
+
+    @staticmethod
+    def model_options(settings: FitnessSettings) -> dict:
+        return {"topology": tuple(settings.topology)} if settings.topology else {}
+
+    @property
+    def dataset(self) -> data_lib.Dataset:
+        if self._dataset is None:
+            self._dataset = load_data(self.settings)
+        return self._dataset
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.dataset.input_shape
+
+    def without_test(self) -> FitnessProblem:
+        """This problem with an empty test split: what is shipped to workers (selection never reads it)."""
+        return FitnessProblem(self.settings, data_lib.without_test(self.dataset))
+
+    def model(self, act: Act, seed: int, selu: bool | None = None) -> nnx.Module:
+        """The network with activation ``act``, initialised from ``seed`` (``selu``: None decides by ``act``)."""
+        ds = self.dataset
+        return zoo.build(self.settings.model, act, ds.input_shape, ds.num_classes, seed, selu=selu,
+                         **self.model_options(self.settings))
+
+    def optimizer(self) -> optax.GradientTransformation:
+        return optax.adam(self.settings.learning_rate)
+
+    def batches(self, seed: int) -> list:
+        """The index batches of every epoch of a training seeded by ``seed``."""
+        s = self.settings
+        return train.batch_order(len(self.dataset.train), s.batch_size, s.epochs, seed)
+
+    def score(self, act: Act, seed: int, on_epoch: train.EpochHook | None = None) -> train.TrainResult:
+        """Trains the network with ``act`` from ``seed`` and scores it on the validation split."""
+        model = self.model(act, seed)
+        graphdef, state = nnx.split(model)  # the whole state: parameters, batch statistics, dropout RNG
+        tx = self.optimizer()
+        opt_state = tx.init(nnx.state(model, nnx.Param))
+        steps = train.make_steps(graphdef, tx)
+        return train.run_epochs(steps, state, opt_state, self.dataset, self.batches(seed), on_epoch)
+
+    def with_settings(self, **changes) -> FitnessProblem:
+        """The same problem with other training settings (the data is reused if it is the same data)."""
+        settings = dataclasses.replace(self.settings, **changes)
+        same_data = all(getattr(settings, k) == getattr(self.settings, k) for k in data_lib.DATA_SETTINGS)
+        return FitnessProblem(settings, self._dataset if same_data else None)

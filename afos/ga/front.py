@@ -1,0 +1,46 @@
+"""The Pareto front of accuracy against complexity, and the one ranking of its entries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FrontEntry:
+    """One function on the front (a row of ``pareto.csv``)."""
+
+    expression: str
+    val_accuracy: float
+    complexity: int
+    val_loss: float | None
+    generation: int
+    fingerprint: str
+    tree: str
+    val_accuracy_std: float | None = None  # across the seeds below (None for one seed)
+    seeds: int = 1  # initialisation seeds the accuracy is the mean of
+
+
+def pareto_front(entries: Iterable[FrontEntry]) -> list[FrontEntry]:
+    """Non-dominated entries (max accuracy, min complexity), simplest first; one per function."""
+    best: dict[str, FrontEntry] = {}
+    for e in entries:
+        old = best.get(e.fingerprint)
+        if old is None or (e.complexity, e.generation) < (old.complexity, old.generation):
+            best[e.fingerprint] = e
+    ordered = sorted(best.values(), key=lambda e: (e.complexity, -e.val_accuracy, e.generation, e.expression))
+    front, top = [], float("-inf")
+    for e in ordered:
+        if e.val_accuracy > top:
+            front.append(e)
+            top = e.val_accuracy
+    return front
+
+
+def ranked(front: Iterable[FrontEntry]) -> list[FrontEntry]:
+    """Most accurate first; ties go to the simpler function, then to the expression's text.
+
+    The one order in which afos names "the best" functions of a run: export, validate, warm starts,
+    benchmarks of a run and reports all use it.
+    """
+    return sorted(front, key=lambda e: (-e.val_accuracy, e.complexity, e.expression))

@@ -1,0 +1,88 @@
+"""The memo of a search: every function scored so far, by fingerprint, and the front it makes.
+
+A function is trained once; every later tree that computes it (same fingerprint) reuses its fitness. The
+memo keeps, per function, its latest fitness (racing may re-score it on more seeds), its simplest tree so
+far and the generation it was first seen in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from afos import types
+from afos.ga.front import FrontEntry, pareto_front
+from afos.types import Fitness
+
+
+@dataclass(frozen=True)
+class Known:
+    """A function that has been scored: its fitness and its simplest tree so far."""
+
+    fitness: Fitness
+    complexity: int
+    tree: str
+    expr: str
+    generation: int
+
+
+Memo = dict[str, Known]  # fingerprint -> what is known of that function
+
+
+def learn(memo: Memo, fingerprint: str, complexity: int, tree: str, expr: str, fit: Fitness, generation: int) -> None:
+    """Records a scored function, keeping its simplest tree and the generation it was first seen in."""
+    old = memo.get(fingerprint)
+    if old is None or complexity < old.complexity:
+        memo[fingerprint] = Known(fit, complexity, tree, expr, generation if old is None else old.generation)
+
+
+def rescore(memo: Memo, fingerprint: str, fit: Fitness) -> None:
+    """Replaces a known function's fitness by a re-scoring on more seeds."""
+    memo[fingerprint] = dataclasses.replace(memo[fingerprint], fitness=fit)
+
+
+class Line(Protocol):
+    """What the memo needs of a recorded evaluation (``afos.run.records.Evaluation`` has it)."""
+
+    status: str
+    fingerprint: str
+    complexity: int
+    tree: str
+    expr: str
+    generation: int
+
+    @property
+    def fitness(self) -> Fitness: ...
+
+
+def replay(memo: Memo, lines: Iterable[Line]) -> None:
+    """Applies recorded evaluations, in the order they were recorded (the log of a run)."""
+    for line in lines:
+        if line.status == types.RESCORED:
+            rescore(memo, line.fingerprint, line.fitness)
+        elif line.status not in (types.REJECTED, types.ANCHOR):
+            learn(memo, line.fingerprint, line.complexity, line.tree, line.expr, line.fitness, line.generation)
+
+
+def front_of(memo: Memo, confirmed: int = 1) -> list[FrontEntry]:
+    """The Pareto front of the confirmed functions (scored on at least ``confirmed`` seeds) and the
+    challengers that would join it, scored on fewer seeds so far.
+
+    A challenger cannot push a confirmed function off the front before racing has re-scored it on
+    ``confirmed`` seeds: until then both are listed (the ``seeds`` column tells them apart). Without
+    racing every function is confirmed and this is the plain Pareto front.
+    """
+    entries = [
+        FrontEntry(k.expr, k.fitness.val_accuracy, k.complexity, k.fitness.val_loss, k.generation, fp, k.tree,
+                   k.fitness.val_accuracy_std, k.fitness.seeds)
+        for fp, k in memo.items()
+        if k.fitness.status == types.OK
+    ]
+    front = pareto_front(entries)
+    if all(e.seeds >= confirmed for e in front):
+        return front
+    incumbents = pareto_front(e for e in entries if e.seeds >= confirmed)
+    merged = {e.fingerprint: e for e in incumbents + [e for e in front if e.seeds < confirmed]}
+    return sorted(merged.values(), key=lambda e: (e.complexity, -e.val_accuracy, e.generation, e.expression))

@@ -1,0 +1,208 @@
+"""The genetic search as a strategy: ``init / ask / tell`` over an explicit ``SearchState``.
+
+One generation: ``ask`` proposes individuals (generation 0: the warm-start functions, then ramped
+half-and-half; later: crowded tournaments, crossover, mutation), preferring functions not seen before;
+the caller scores them; ``tell`` learns their fitness (and any re-scorings of known functions) into the
+memo and keeps the best ``population`` of parents and children by NSGA-II. ``save`` and ``restore`` are
+the checkpoint format, RNG included. Same seed, config and fitness values: same search.
+
+The strategy never trains anything and never imports JAX: what it knows of a function before training
+(canonical key, fingerprint, screen) comes from ``describe``, by default ``afos.expr.analyse``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy
+from deap import tools
+
+from afos import types
+from afos.config import Config
+from afos.expr import Candidate, analyse, parse
+from afos.ga import genome, memo
+from afos.ga.front import FrontEntry
+from afos.ga.memo import Memo
+from afos.types import Fitness
+
+
+@contextlib.contextmanager
+def using_rng(rng: random.Random) -> Iterator[None]:
+    """Runs DEAP's operators (which use the global ``random``) on ``rng``'s state."""
+    saved = random.getstate()
+    random.setstate(rng.getstate())
+    try:
+        yield
+    finally:
+        rng.setstate(random.getstate())
+        random.setstate(saved)
+
+
+@dataclass
+class SearchState:
+    generation: int  # the next generation to evaluate; 0 = the initial population
+    population: list[genome.Individual]  # evaluated parents (empty before generation 0)
+    rng: random.Random
+    known: Memo = field(default_factory=dict)  # fingerprint -> what is known of the function
+
+
+class Search:
+    """The GA for one config: representation-specific operators, the screen of candidates, the memo.
+
+    Args:
+        config: the run's configuration (its space is loaded here if it is not yet).
+        describe: sympy expression -> ``Candidate`` (key, fingerprint, screen); ``afos.expr.analyse``.
+    """
+
+    def __init__(self, config: Config, describe: Callable[[sympy.Expr], Candidate] = analyse):
+        self.config = config.resolved()
+        self.space = self.config.space
+        self.pset = genome.make_pset(self.space)
+        self.describe = describe
+        self._generate, self._mutate, self._crossover = genome.OPERATORS[self.space.representation]
+        self._candidates: dict[str, Candidate] = {}
+
+    def candidate(self, ind: genome.Individual) -> Candidate:
+        """What is known of an individual's function before training (cached per tree)."""
+        text = genome.to_text(ind)
+        if text not in self._candidates:
+            self._candidates[text] = self.describe(genome.to_sympy(ind))
+        return self._candidates[text]
+
+    def _is_novel(self, ind, known: Memo, batch: set[str]) -> bool:
+        c = self.candidate(ind)
+        return c.accepted and c.fingerprint not in known and c.fingerprint not in batch
+
+    # -- init / ask / tell ---------------------------------------------------------------
+    def init(self) -> SearchState:
+        return SearchState(generation=0, population=[], rng=random.Random(self.config.search.seed))
+
+    def ask(self, state: SearchState) -> list[genome.Individual]:
+        """Proposes ``population`` new individuals for ``state.generation``, preferring novel functions."""
+        n, tries = self.config.search.population, self.config.search.novelty_tries
+        batch: set[str] = set()
+        out = []
+        if not state.population:  # generation 0 opens with the warm-start functions
+            for ind in self.seed_individuals()[:n]:
+                batch.add(self.candidate(ind).fingerprint)
+                out.append(ind)
+        with using_rng(state.rng):
+            if state.population:
+                ranked = _rank(state.population)
+            for _ in range(n - len(out)):
+                for _ in range(max(1, tries)):
+                    child = self._vary(ranked) if state.population else self._generate(self.space, self.pset)
+                    if self._is_novel(child, state.known, batch):
+                        break
+                batch.add(self.candidate(child).fingerprint)
+                out.append(child)
+        return out
+
+    def _vary(self, ranked) -> genome.Individual:
+        s = self.config.search
+        a, b = (genome.Individual(list(_tournament(ranked))) for _ in range(2))
+        crossed = random.random() < s.crossover_prob
+        if crossed:
+            a, b = self._crossover(self.space, a, b)
+        if not crossed or random.random() < s.mutation_prob:
+            a = self._mutate(self.space, self.pset, a)
+        return a
+
+    def learned(self, state: SearchState, offspring: Sequence[genome.Individual],
+                fitnesses: Sequence[Fitness | None]) -> Memo:
+        """The memo once ``offspring`` are known by ``fitnesses`` (None: rejected by the screen); pure."""
+        known = dict(state.known)
+        for ind, fit in zip(offspring, fitnesses, strict=True):
+            if fit is not None:
+                memo.learn(known, self.candidate(ind).fingerprint, genome.complexity(ind), genome.to_text(ind),
+                           self.candidate(ind).text, fit, state.generation)
+        return known
+
+    def tell(self, state: SearchState, offspring: Sequence[genome.Individual], fitnesses: Sequence[Fitness | None],
+             rescored: Mapping[str, Fitness] | None = None) -> SearchState:
+        """Learns the offspring's fitnesses and the re-scorings of known functions, then NSGA-II survival.
+
+        Args:
+            fitnesses: per offspring, its function's fitness, or None where the screen rejected it.
+            rescored: fingerprint -> a known function's fitness on more seeds (racing).
+
+        The individuals of ``state`` and ``offspring`` carry their objective values from here on.
+        """
+        known = self.learned(state, offspring, fitnesses)
+        for ind, fit in zip(offspring, fitnesses, strict=True):
+            ind.fitness.values = types.WORST_FITNESS if fit is None else fit.objectives(genome.complexity(ind))
+        for fp, fit in (rescored or {}).items():
+            memo.rescore(known, fp, fit)
+            for ind in state.population + list(offspring):
+                if self.candidate(ind).fingerprint == fp:
+                    ind.fitness.values = fit.objectives(genome.complexity(ind))
+        pool = state.population + list(offspring)
+        survivors = tools.selNSGA2(pool, min(self.config.search.population, len(pool)))
+        return SearchState(state.generation + 1, survivors, state.rng, known)
+
+    def front(self, state: SearchState) -> list[FrontEntry]:
+        """The front of everything scored, with unconfirmed challengers beside it (``memo.front_of``)."""
+        return memo.front_of(state.known, self.config.protocol.max_seeds)
+
+    # -- checkpoint ----------------------------------------------------------------------
+    def save(self, state: SearchState) -> dict[str, Any]:
+        """The checkpoint of ``state`` as plain data (the memo is not in it: it is the run's log, replayed)."""
+        return {
+            "generation": state.generation,
+            "population": [{"tree": genome.to_text(ind), "fitness": list(ind.fitness.values)}
+                           for ind in state.population],
+            # The only evolving RNG is the GA's. Fitness evaluations draw NumPy and JAX randomness from
+            # generators seeded afresh by their seed in every evaluation, so they need no saved state.
+            "rng": {"python": _rng_to_json(state.rng)},
+        }
+
+    def restore(self, data: dict[str, Any] | None, history: Iterable[memo.Line] = ()) -> SearchState:
+        """The state a checkpoint describes (None: a fresh start), its memo replayed from the recorded
+        evaluations of the generations before it, in the order they were recorded."""
+        if data is None:
+            state = self.init()
+        else:
+            population = []
+            for item in data["population"]:
+                ind = genome.from_text(item["tree"], self.pset)
+                ind.fitness.values = tuple(item["fitness"])
+                population.append(ind)
+            state = SearchState(data["generation"], population, _rng_from_json(data["rng"]["python"]))
+        memo.replay(state.known, (line for line in history if line.generation < state.generation))
+        return state
+
+    def seed_individuals(self) -> list[genome.Individual]:
+        """The configured ``init_exprs`` as individuals of the space (they open generation 0)."""
+        return [genome.from_expression(parse(text), self.space, self.pset) for text in self.config.search.init_exprs]
+
+
+def _rng_to_json(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def _rng_from_json(data: list) -> random.Random:
+    rng = random.Random()
+    rng.setstate((data[0], tuple(data[1]), data[2]))
+    return rng
+
+
+def _rank(population: list[genome.Individual]) -> list[tuple[int, float, genome.Individual]]:
+    """(front rank, crowding distance, individual) for crowded binary tournaments."""
+    ranked = []
+    for rank, front in enumerate(tools.sortNondominated(population, len(population))):
+        tools.emo.assignCrowdingDist(front)
+        ranked += [(rank, ind.fitness.crowding_dist, ind) for ind in front]
+    return ranked
+
+
+def _tournament(ranked) -> genome.Individual:
+    a, b = random.choice(ranked), random.choice(ranked)
+    if a[0] != b[0]:
+        return (a if a[0] < b[0] else b)[2]
+    return (a if a[1] >= b[1] else b)[2]
+

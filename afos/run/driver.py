@@ -1,0 +1,282 @@
+"""The search driver: ask -> evaluate -> tell -> persist, in a run directory, resumable at any point.
+
+The run directory is the source of truth. Every finished evaluation is appended to the log (fsynced)
+before the next one starts; the checkpoint is replaced atomically at every generation boundary. Resuming
+restores the checkpoint of the generation in progress, asks the same individuals again (the RNG state is
+in the checkpoint) and answers what the log already holds without training (``pools.Replay``); the log's
+lines win over anything recomputed (``Run.append``), so a run stopped at any point ends exactly as if it
+had never stopped.
+
+Besides one line per individual (``(generation, index)``), a run writes the anchors (standard activations
+scored once, generation -1, status ``anchor``) and, with racing, the re-scorings of front members after a
+generation's individuals (indices from the population size on, status ``rescored``). Both are decided
+from the state alone, so resuming reuses them like any other line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import sympy
+
+from afos import config as config_lib
+from afos import types
+from afos.config import Config
+from afos.errors import RunError
+from afos.expr import STANDARD_ACTIVATIONS, Candidate, analyse, parse
+from afos.fitness.evaluator import Evaluator
+from afos.fitness.pools import Answer, Replay
+from afos.ga import genome, racing
+from afos.ga.front import FrontEntry
+from afos.ga.memo import Known, Memo
+from afos.ga.strategy import Search, SearchState
+from afos.run.lock import stop_on_sigint
+from afos.run.records import ANCHOR_GENERATION, Evaluation
+from afos.run.rundir import CHECKPOINT, Run
+from afos.types import Fitness
+
+
+class SearchInterruptedError(KeyboardInterrupt):
+    """The search stopped on Ctrl-C after saving everything; the message says how to resume."""
+
+
+class SearchReporter(Protocol):
+    """What a search tells whoever watches it (the command line's progress bars, a notebook, nobody)."""
+
+    def generation_started(self, generation: int, size: int) -> None: ...
+    def evaluated(self, line: Evaluation) -> None: ...
+    def generation_finished(self, generation: int, front: list[FrontEntry]) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+class SilentReporter:
+    def generation_started(self, generation: int, size: int) -> None:
+        pass
+
+    def evaluated(self, line: Evaluation) -> None:
+        pass
+
+    def generation_finished(self, generation: int, front: list[FrontEntry]) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass
+
+
+Describe = Callable[[sympy.Expr], Candidate]
+
+
+class _Loop:
+    """One search's generations, written into its run directory as they are scored."""
+
+    def __init__(self, run: Run, search: Search, evaluator: Evaluator, reporter: SearchReporter,
+                 stop: Callable[[], bool]):
+        self.run, self.search, self.evaluator, self.reporter, self.stop = run, search, evaluator, reporter, stop
+        p = search.config.protocol
+        self.seeds = config_lib.search_seeds(search.config.fitness, p.max_seeds)  # a confirmed fitness's seeds
+        self.fitness_seeds = self.seeds[: p.fitness_seeds]  # a new candidate's
+
+    def emit(self, line: Evaluation, report: Callable[[Evaluation], None] | None = None) -> Evaluation:
+        """Appends ``line`` (or finds it recorded), reports it and stops here if Ctrl-C asked to."""
+        kept = self.run.append(line)
+        (report or self.reporter.evaluated)(kept)
+        if kept is line and self.stop():
+            raise SearchInterruptedError
+        return kept
+
+    # --- anchors ------------------------------------------------------------------------------------
+    def anchors(self) -> None:
+        """Scores the configured standard activations once per run, on the seeds of a confirmed fitness.
+
+        They are lines of their own (status ``anchor``, generation -1) and never enter the population.
+        """
+        recorded = {r.index: r for r in self.run.anchors()}
+        todo: list[tuple[int, str, Candidate]] = []
+        for i, name in enumerate(self.search.config.protocol.anchors):
+            old = recorded.get(i)
+            if old is None:
+                todo.append((i, name, self.search.describe(parse(STANDARD_ACTIVATIONS[name]))))
+            elif old.tree != name:
+                raise RunError(f"{self.run.log}: anchor line {i} holds {old.tree!r} but the config asks {name!r}")
+        # together: a pool trains them side by side
+        for j, fit in self.evaluator.evaluate([c for _, _, c in todo], self.seeds):
+            i, name, c = todo[j]
+            nodes = sum(1 for _ in sympy.preorder_traversal(c.expr))
+            line = Evaluation.of(ANCHOR_GENERATION, i, name, nodes, c, types.ANCHOR, fit, fit.seconds)
+            acc = "failed" if fit.val_accuracy is None else f"{fit.val_accuracy:.4f}"
+            self.emit(line, lambda r, acc=acc: self.reporter.message(
+                f"anchor {r.tree} ({r.expr}): val_accuracy {acc} on {len(self.seeds)} seed(s)"))
+
+    # --- one generation -----------------------------------------------------------------------------
+    def generation(self, state: SearchState) -> SearchState:
+        g = state.generation
+        offspring = self.search.ask(state)
+        self.reporter.generation_started(g, len(offspring))
+        candidates = [self.search.candidate(ind) for ind in offspring]
+        evaluator = Replay(self.evaluator, self._answers(g, state.known))
+        fits: list[Fitness | None] = [None] * len(offspring)
+
+        def emit(i: int, status: str, fit: Fitness | None, seconds: float) -> None:
+            ind = offspring[i]
+            line = Evaluation.of(g, i, genome.to_text(ind), genome.complexity(ind), candidates[i], status, fit, seconds)
+            kept = self.emit(line)
+            fits[i] = None if status == types.REJECTED else kept.fitness
+
+        todo: dict[str, list[int]] = {}  # fingerprint -> indices sharing it, the first one trained
+        for i, c in enumerate(candidates):
+            if not c.accepted:
+                emit(i, types.REJECTED, None, 0.0)
+            elif c.fingerprint in state.known:
+                emit(i, types.CACHED, state.known[c.fingerprint].fitness, 0.0)
+            else:
+                todo.setdefault(c.fingerprint, []).append(i)
+        firsts = [indices[0] for indices in todo.values()]
+        for j, fit in evaluator.evaluate([candidates[i] for i in firsts], self.fitness_seeds):
+            for i in todo[candidates[firsts[j]].fingerprint]:
+                emit(i, fit.status, fit, fit.seconds) if i == firsts[j] else emit(i, types.CACHED, fit, 0.0)
+        rescored = racing.race(self.search.learned(state, offspring, fits), self.search.config.protocol,
+                               self.search.config.search.population, self._rescorer(g, len(offspring), evaluator))
+        state = self.search.tell(state, offspring, fits, rescored)
+        front = self.search.front(state)
+        self.run.write_front(front)
+        self.run.write_checkpoint(self.search.save(state))
+        self.reporter.generation_finished(g, front)
+        return state
+
+    def _rescorer(self, g: int, first_index: int, evaluator: Evaluator) -> racing.Rescore:
+        """Racing's re-scoring: a line of its own (status ``rescored``) after the generation's individuals."""
+        index = [first_index]
+
+        def rescore(fp: str, known: Known, have: int, want: int) -> Fitness:
+            ind = genome.from_text(known.tree, self.search.pset)
+            c = self.search.candidate(ind)
+            ((_, part),) = evaluator.evaluate([c], self.seeds[have:want])
+            fit = known.fitness.extended(part)
+            line = Evaluation.of(g, index[0], known.tree, genome.complexity(ind), c, types.RESCORED, fit, part.seconds)
+            index[0] += 1
+            return self.emit(line, self._report_rescore).fitness
+
+        return rescore
+
+    def _report_rescore(self, line: Evaluation) -> None:
+        acc = "failed" if line.val_accuracy is None else f"{line.val_accuracy:.4f}"
+        std = "" if line.val_accuracy_std is None else f" ± {line.val_accuracy_std:.4f}"
+        self.reporter.message(f"re-scored {line.expr} on {line.seeds} seeds: {acc}{std}")
+
+    def _answers(self, g: int, known: Memo) -> dict[Answer, Fitness]:
+        """What the log recorded for generation ``g`` before an interruption, as answers to the requests the
+        generation will make again: an individual's training on the search seeds, a re-scoring's training on
+        the seeds it added."""
+        out: dict[Answer, Fitness] = {}
+        seeds: dict[str, int] = {}  # fingerprint -> seeds its fitness has so far in this generation
+        for line in (r for r in self.run.records() if r.generation == g):
+            fp = line.fingerprint
+            if line.status in (types.OK, types.FAILED):
+                out[(fp, tuple(self.fitness_seeds))] = line.fitness
+                seeds[fp] = len(self.fitness_seeds)
+            elif line.status == types.RESCORED and (fp in seeds or fp in known):
+                have = seeds.get(fp) or known[fp].fitness.seeds
+                out[(fp, tuple(self.seeds[have : line.seeds]))] = _added_part(line, have)
+                seeds[fp] = line.seeds
+        return out
+
+
+def _added_part(line: Evaluation, have: int) -> Fitness:
+    """The training a re-scoring line added to a fitness of ``have`` seeds. Its accuracies are exact; the
+    line records no per-seed loss, so the part's loss is the line's mean: what the run keeps is the line
+    itself (``Run.append`` returns it), not what is recomputed from the part."""
+    if not line.scored:
+        return Fitness.failed(line.reason or "failed", line.seconds)
+    parts = [Fitness(types.OK, a, line.val_loss, None, 0.0) for a in line.seed_accuracies[have:]]
+    return Fitness.mean_of(parts) if parts else line.fitness
+
+
+def _drive(run: Run, search: Search, state: SearchState, evaluator: Evaluator,
+           reporter: SearchReporter) -> SearchState:
+    hint = f"resume with: afos resume {run.path}"
+    with run.lock(reporter), stop_on_sigint(reporter, hint) as stop:
+        if not (run.path / CHECKPOINT).exists():
+            run.write_checkpoint(search.save(state))
+        loop = _Loop(run, search, evaluator, reporter, stop)
+        try:
+            loop.anchors()
+            while state.generation <= search.config.search.generations:
+                state = loop.generation(state)
+        except SearchInterruptedError:
+            raise SearchInterruptedError(f"stopped by Ctrl-C in generation {state.generation}; every finished "
+                                         f"evaluation is saved; {hint}") from None
+    return state
+
+
+def build_evaluator(config: Config) -> tuple[Evaluator, str]:
+    """The evaluator of a run of ``config`` and a line describing it (the data is loaded here, so a bad
+    dataset, model or cluster fails before the run directory is touched)."""
+    from afos.fitness import plan as plan_lib
+    from afos.fitness.problem import FitnessProblem
+
+    problem = FitnessProblem(config.fitness)
+    problem.dataset  # noqa: B018 - load now: fail on bad data before anything is written
+    candidates = config.search.population * (config.search.generations + 1)
+    plan = plan_lib.make_plan(config.evaluator, problem, candidates)
+    return plan_lib.build(plan, problem, config.evaluator), plan.describe()
+
+
+@contextlib.contextmanager
+def _evaluator(config: Config, given: Evaluator | None, reporter: SearchReporter):
+    if given is not None:
+        yield given
+        return
+    evaluator, description = build_evaluator(config)
+    with contextlib.closing(evaluator):
+        reporter.message(f"evaluating with {description}")
+        yield evaluator
+
+
+def run(config: Config, run_dir: str | Path, reporter: SearchReporter | None = None,
+        evaluator: Evaluator | None = None, describe: Describe = analyse) -> SearchState:
+    """Runs a new search into ``run_dir`` and returns its final state.
+
+    Args:
+        evaluator: what scores candidates (default: the one ``config.evaluator`` plans; it is closed at the
+            end). A given one is the caller's to close.
+        describe: the screen of candidates (``afos.expr.analyse``).
+    """
+    reporter, run_dir = reporter or SilentReporter(), Path(run_dir)
+    search = Search(config, describe)
+    Run.check_free(run_dir)  # before loading any data
+    with _evaluator(search.config, evaluator, reporter) as scorer:
+        run_ = Run.create(run_dir, search.config)
+        return _drive(run_, search, search.init(), scorer, reporter)
+
+
+def resume(run_dir: str | Path, generations: int | None = None, config: Config | None = None,
+           reporter: SearchReporter | None = None, evaluator: Evaluator | None = None,
+           describe: Describe = analyse) -> SearchState:
+    """Continues the run in ``run_dir`` to ``generations`` (default: its configured number).
+
+    ``config``, if given, must equal the stored one except for what a resume may change
+    (``config.FREE_ON_RESUME``: the generations, and where the work runs).
+    """
+    reporter = reporter or SilentReporter()
+    run_ = Run.open(run_dir)
+    stored = run_.config
+    if config is not None:
+        diff = config_lib.differences(stored, config.resolved())
+        if diff:
+            raise RunError(f"refusing to resume {run_.path} with a changed config: {'; '.join(diff)}")
+        placement = {k: getattr(config.evaluator, k) for k in config_lib.PLACEMENT}
+        stored = config_lib.override(stored, evaluator=placement)
+    if generations is not None:
+        stored = config_lib.override(stored, search={"generations": generations})
+    search = Search(stored, describe)
+    records = run_.records()
+    run_.repair()
+    state = search.restore(run_.checkpoint(), records)
+    if state.generation > search.config.search.generations:
+        reporter.message(f"{run_.path} already has {state.generation} generations; raise --generations to go on")
+        return state
+    with _evaluator(search.config, evaluator, reporter) as scorer:
+        return _drive(run_, search, state, scorer, reporter)

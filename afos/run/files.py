@@ -1,0 +1,85 @@
+"""Durable text files: atomic replacement, appended and fsynced JSON lines, JSON that may be damaged.
+
+What a run or benchmark directory is made of. A crash leaves a file either old or new (``write_text_atomic``),
+a line is on disk before the next one starts (``append_jsonl``), and a line cut off by a kill is dropped
+with a warning instead of stopping the reader (``read_jsonl``). Nothing is ever pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+from afos.errors import RunError
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Writes ``text`` to ``path`` so that a crash leaves either the old or the new file, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def json_text(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, allow_nan=False)
+
+
+def read_json_or_none(path: Path) -> Any:
+    """The JSON in ``path``, or None if it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Appends one JSON line and makes it durable before returning."""
+    line = json_text(record) + "\n"
+    with open(path, "a") as f:
+        f.write(line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Reads a file of JSON lines; a truncated last line (killed mid-write) is dropped with a warning."""
+    if not path.exists():
+        return []
+    text = path.read_text()
+    lines = text.split("\n")
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:  # no newline after it: the write was cut off
+                warnings.warn(f"{path}: ignoring a truncated last line ({len(line)} characters)", stacklevel=2)
+                continue
+            raise RunError(f"{path}: line {i + 1} is not valid JSON") from None
+    return records
+
+
+def repair_jsonl(path: Path) -> None:
+    """Cuts a truncated last line off so that new lines start on a line of their own."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data[: data.rfind(b"\n") + 1]
+        with open(path, "r+b") as f:
+            f.truncate(len(keep))
+            f.flush()
+            os.fsync(f.fileno())

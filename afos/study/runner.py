@@ -1,0 +1,158 @@
+"""Running a benchmark: train every cell, record its learning curve, resume where it stopped.
+
+A benchmark directory holds ``bench.toml`` (the resolved specification, activations as text in the safe
+grammar), ``environment.json`` (versions and hardware of the machine that ran it) and ``results.jsonl``
+(one line per finished cell, appended and fsynced): running the same benchmark again into the same
+directory skips the cells already there, so an interrupted benchmark resumes where it stopped. Every cell
+trains through the fitness problem of its settings (``afos.fitness.problem``), the loop a search uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import tomli_w
+
+from afos.config import FitnessSettings
+from afos.expr import parse
+from afos.fitness.data import DATA_SETTINGS, Dataset, Split
+from afos.fitness.problem import FitnessProblem
+from afos.run.files import append_jsonl, read_jsonl, repair_jsonl, write_text_atomic
+from afos.study.bench import ENVIRONMENT, RESULTS, SPEC, BenchSpec, Cell, cells, read_spec, spec_to_dict
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def run_cell(cell: Cell, problem: FitnessProblem, test_size: int = 0) -> dict[str, Any]:
+    """Trains one cell and returns its record: per-epoch train/val/test loss and accuracy."""
+    from afos.expr.compile import to_jax
+
+    dataset = problem.dataset
+    history: list[dict[str, Any]] = []
+    test = dataset.test()
+    if test_size > 0:
+        test = Split(test.x[:test_size], test.y[:test_size])
+
+    def on_epoch(epoch: int, train_loss: float, evaluate) -> None:
+        row = {"epoch": epoch + 1, "train_loss": _finite(train_loss)}
+        for split_name, split in (("train", dataset.train), ("val", dataset.val), ("test", test)):
+            loss, acc = evaluate(split)
+            if split_name != "train":
+                row[f"{split_name}_loss"] = _finite(loss)
+            row[f"{split_name}_accuracy"] = _finite(acc)
+        history.append(row)
+
+    act = to_jax(parse(cell.activation.expression))
+    start = time.perf_counter()
+    result = problem.score(act, cell.seed, on_epoch)
+    return {
+        "key": cell.key, "activation": cell.activation.label, "expr": cell.activation.expression,
+        "model": cell.model.label, "model_name": cell.model.name, "dataset": cell.dataset, "seed": cell.seed,
+        "epochs": cell.settings.epochs, "diverged": bool(result.diverged), "history": history,
+        "final": history[-1] if history else {}, "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+class BenchReporter(Protocol):
+    """What a benchmark tells whoever watches it."""
+
+    def started(self, total: int, done: int) -> None: ...
+    def cell_started(self, cell: Cell) -> None: ...
+    def cell_finished(self, record: dict[str, Any]) -> None: ...
+
+
+class SilentReporter:
+    def started(self, total: int, done: int) -> None:
+        pass
+
+    def cell_started(self, cell: Cell) -> None:
+        pass
+
+    def cell_finished(self, record: dict[str, Any]) -> None:
+        pass
+
+
+def environment() -> dict[str, Any]:
+    """Versions and hardware of this machine (the provenance of a benchmark or report)."""
+    import importlib.metadata as md
+    import os
+    import platform
+    import sys
+
+    import jax
+
+    versions = {}
+    for pkg in ("afos", "jax", "jaxlib", "flax", "optax", "numpy", "scipy", "scikit-posthocs", "statsmodels",
+                "sympy", "deap", "matplotlib"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(),
+        "processor": platform.processor(), "cpu_count": os.cpu_count(),
+        "jax_devices": [str(d) for d in jax.devices()], "versions": versions,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+    }
+
+
+def results(spec: BenchSpec, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records of ``spec``'s cells (latest line per cell), labelled as the spec labels them."""
+    by_key = {r["key"]: r for r in records}
+    out = []
+    for cell in cells(spec):
+        if cell.key in by_key:
+            out.append({**by_key[cell.key], "activation": cell.activation.label, "model": cell.model.label})
+    return out
+
+
+def read_results(bench_dir: Path) -> tuple[BenchSpec, list[dict[str, Any]]]:
+    spec = read_spec(bench_dir)
+    return spec, results(spec, read_jsonl(Path(bench_dir) / RESULTS))
+
+
+def _pending(spec: BenchSpec, path: Path) -> tuple[list[Cell], int]:
+    repair_jsonl(path)
+    done = {r.get("key") for r in read_jsonl(path)}
+    all_cells = cells(spec)
+    return [c for c in all_cells if c.key not in done], len(all_cells)
+
+
+def default_out_dir(spec: BenchSpec, root: str | Path = "runs") -> Path:
+    """``runs/bench-<name>`` for a named benchmark (so that running it again resumes), else a new one."""
+    return Path(root) / (f"bench-{spec.name}" if spec.name else time.strftime("bench-%Y%m%d-%H%M%S"))
+
+
+def _data_key(settings: FitnessSettings) -> tuple:
+    return tuple(getattr(settings, k) for k in DATA_SETTINGS)
+
+
+def run(spec: BenchSpec, out_dir: str | Path, reporter: BenchReporter | None = None) -> list[dict[str, Any]]:
+    """Trains every cell of ``spec`` not yet in ``out_dir/results.jsonl``; returns the spec's records.
+
+    A cell's data is loaded with the cell's own settings (a model option may change the split sizes); cells
+    that share them share the loaded data.
+    """
+    out_dir = Path(out_dir)
+    reporter = reporter or SilentReporter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / SPEC, tomli_w.dumps(spec_to_dict(spec)))
+    if not (out_dir / ENVIRONMENT).exists():
+        write_text_atomic(out_dir / ENVIRONMENT, json.dumps(environment(), indent=2))
+    todo, total = _pending(spec, out_dir / RESULTS)
+    reporter.started(total, total - len(todo))
+    loaded: tuple[tuple, Dataset] | None = None
+    for cell in todo:
+        if loaded is None or loaded[0] != _data_key(cell.settings):
+            loaded = (_data_key(cell.settings), FitnessProblem(cell.settings).dataset)
+        reporter.cell_started(cell)
+        record = run_cell(cell, FitnessProblem(cell.settings, loaded[1]), spec.test_size)
+        append_jsonl(out_dir / RESULTS, record)
+        reporter.cell_finished(record)
+    return read_results(out_dir)[1]

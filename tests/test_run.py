@@ -1,0 +1,183 @@
+"""The run directory as one object, and run directories written before the redesign (tests/fixtures)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import sympy
+
+from afos import config, export, types
+from afos.cli import main
+from afos.errors import RunError
+from afos.expr import Candidate, X, canonical_key, parse, to_text
+from afos.fitness.evaluator import PerSeed
+from afos.fitness.pools import Replay
+from afos.run import driver, rundir
+from afos.run.records import Evaluation
+from afos.run.rundir import Run
+from afos.study import bench
+from afos.types import Fitness
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _copy(name: str, tmp_path: Path) -> Path:
+    dst = tmp_path / name
+    shutil.copytree(FIXTURES / name, dst)
+    return dst
+
+
+# --- the Run object ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: tmp / "missing", "missing: no such directory"),
+    (lambda tmp: tmp, "is not an afos run directory (no config.toml)"),
+])
+def test_open_refuses_what_is_not_a_run_with_one_error_type(tmp_path, make, message):
+    with pytest.raises(RunError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Run.open(make(tmp_path))
+
+
+def test_a_run_reads_its_lines_as_typed_records_and_knows_its_front(tmp_path):
+    run = Run.open(_copy("fake_v1", tmp_path))
+    records = run.records()
+    assert all(isinstance(r, Evaluation) for r in records)
+    assert {r.status for r in records} == {types.OK, types.CACHED, types.FAILED, types.ANCHOR, types.RESCORED}
+    lines = (run.path / rundir.EVALUATIONS).read_text().splitlines()
+    import json
+
+    assert [r.to_json() for r in records] == [json.loads(line) for line in lines]  # read and written losslessly
+    assert [r.tree for r in run.anchors()] == list(config.DEFAULT_ANCHORS)
+    assert run.best()[0] == run.ranked()[0] and run.ranked()[0].val_accuracy == max(e.val_accuracy for e in run.front())
+    (run.path / rundir.PARETO).unlink()  # a run stopped before its first front: recomputed from the log
+    assert Run.open(run.path).front() == run.front()
+
+
+def test_append_keeps_what_the_log_holds(tmp_path):
+    run = Run.open(_copy("fake_v1", tmp_path))
+    old = next(r for r in run.records() if r.status == types.OK)
+    import dataclasses
+
+    again = dataclasses.replace(old, val_accuracy=0.0, seconds=99.0)  # recomputed differently
+    assert run.append(again) is not again and run.append(again) == old  # the log wins
+    assert len(run.records()) == len(Run.open(run.path).records())  # nothing was written
+    with pytest.raises(RunError, match="holds ok .* but this run asks rejected"):
+        run.append(dataclasses.replace(old, status=types.REJECTED))
+
+
+def test_replay_answers_what_was_recorded_and_trains_the_rest():
+    class Counting(PerSeed):
+        def __init__(self):
+            self.trained = []
+
+        def evaluate_seed(self, candidates, seed):
+            for i, c in enumerate(candidates):
+                self.trained.append((c.text, seed))
+                yield i, Fitness(types.OK, 0.5, 1.0, None, 1.0)
+
+    cands = [Candidate(parse(t), t, t, f"fp-{t}", None) for t in ("tanh(x)", "sin(x)", "x**2")]
+    recorded = Fitness(types.OK, 0.9, 0.1, None, 2.0)
+    inner = Counting()
+    replay = Replay(inner, {("fp-sin(x)", (0, 1)): recorded})
+    results = list(replay.evaluate(cands, [0, 1]))
+    assert results[0] == (1, recorded)  # the recorded answer first, without training
+    assert sorted(i for i, _ in results) == [0, 1, 2]
+    assert {t for t, _ in inner.trained} == {"tanh(x)", "x**2"}
+    assert list(replay.evaluate(cands[1:2], [0, 1]))[0][1].val_accuracy == 0.5  # an answer is used once
+
+
+# --- a run written before the redesign: fake screen and training, so that every number is exact ----------
+
+
+def fake_describe(e: sympy.Expr) -> Candidate:
+    """The screen the fixture was written with: fingerprint = hash of the text, linear/constant rejected."""
+    text, key = to_text(e), canonical_key(e)
+    reason = None
+    if not e.free_symbols:
+        reason = "constant on [-10, 10]"
+    elif e.is_polynomial(X) and sympy.degree(e, X) <= 1:
+        reason = "linear on [-10, 10]"
+    return Candidate(e, text, key, hashlib.sha1(text.encode()).hexdigest()[:16], reason)
+
+
+class FakeTraining(PerSeed):
+    """The training the fixture was written with: accuracy from the text and the seed, a few failures."""
+
+    def evaluate_seed(self, candidates, seed):
+        for i, c in enumerate(candidates):
+            h = int(hashlib.sha1(f"{c.text}/{seed}".encode()).hexdigest()[:8], 16)
+            if h % 13 == 0:
+                yield i, Fitness.failed("non-finite loss during training", 0.25)
+            else:
+                acc = 0.3 + 0.6 * (h % 1000) / 1000
+                yield i, Fitness(types.OK, acc, 1.0 - acc / 2, None, 0.25)
+
+
+def _same_files(a: Path, b: Path) -> None:
+    for name in (rundir.EVALUATIONS, rundir.PARETO, rundir.CHECKPOINT, rundir.CONFIG):
+        assert (a / name).read_text() == (b / name).read_text(), name
+
+
+def test_the_same_search_writes_the_same_run_as_the_version_before(tmp_path):
+    """Lines, front, checkpoint and config byte for byte: the redesign changed no behaviour."""
+    cfg = config.load(FIXTURES / "fake_v1" / rundir.CONFIG)
+    driver.run(cfg, tmp_path / "run", evaluator=FakeTraining(), describe=fake_describe)
+    _same_files(tmp_path / "run", FIXTURES / "fake_v1")
+
+
+@pytest.mark.parametrize("keep", [3, 12, 16, 20, 22, 29])
+def test_an_old_run_interrupted_anywhere_resumes_to_the_same_end(tmp_path, keep):
+    """The directory an interruption after line ``keep`` left behind (inside the anchors, inside racing, inside
+    a generation's individuals, between its racing and its checkpoint): the resume answers what the log
+    recorded without training it again, and ends with the files the old version wrote."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(FIXTURES / "fake_v1" / rundir.CONFIG, run_dir)
+    lines = (FIXTURES / "fake_v1" / rundir.EVALUATIONS).read_text().splitlines(keepends=True)
+    (run_dir / rundir.EVALUATIONS).write_text("".join(lines[:keep]))
+    kept = Run.open(run_dir).records()
+    generation = max(0, kept[-1].generation)
+    body = json.loads((FIXTURES / "fake_v1_checkpoints" / f"generation-{generation}.json").read_text())
+    Run.open(run_dir).write_checkpoint(body)
+
+    class Recording(FakeTraining):
+        calls: list[tuple[str, int]] = []
+
+        def evaluate_seed(self, candidates, seed):
+            self.calls += [(c.text, seed) for c in candidates]
+            return super().evaluate_seed(candidates, seed)
+
+    driver.resume(run_dir, evaluator=Recording(), describe=fake_describe)
+    _same_files(run_dir, FIXTURES / "fake_v1")
+    first, *_ = config.search_seeds(config.load(run_dir / rundir.CONFIG).fitness, 1)
+    for line in kept:  # nothing the log held was trained again
+        if line.status in (types.OK, types.FAILED):
+            assert (line.expr, first) not in Recording.calls, line
+        if line.status == types.RESCORED:  # 2 -> 4 seeds: the third seed is what it added
+            assert (line.expr, first + 2) not in Recording.calls, line
+    assert len(Recording.calls) > 0
+
+
+def test_an_old_run_opens_shows_exports_validates_and_resumes(tmp_path, capsys):
+    run_dir = _copy("run_v1", tmp_path)
+    before = (run_dir / rundir.EVALUATIONS).read_text()
+    assert main(["show", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    front = Run.open(run_dir).front()
+    assert front[0].expression in out and "Anchors" in out and "Validated on the test split" in out
+    source = export.export_source("numpy", run_dir=run_dir)
+    assert "accuracy 0.4694" in source  # the validation it holds
+    results = run_dir / rundir.VALIDATION_DIR / bench.RESULTS
+    validated = results.read_text()
+    assert main(["validate", str(run_dir), "--top", "1", "--seeds", "2", "--epochs", "1"]) == 0
+    assert results.read_text() == validated  # the same cells: nothing trained again
+    assert main(["resume", str(run_dir), "--generations", "2"]) == 0
+    after = (run_dir / rundir.EVALUATIONS).read_text()
+    assert after.startswith(before) and after != before  # kept every line, added generation 2
+    assert {r.generation for r in Run.open(run_dir).records()} == {-1, 0, 1, 2}
+    assert Run.open(run_dir).checkpoint()["generation"] == 3
