@@ -51,3 +51,20 @@ def tiny_fashion(tmp_path):
     for key, name in data.FASHION_MNIST_FILES.items():
         write_idx(root / name, arrays[key])
     return root, arrays
+
+
+@pytest.fixture
+def data_loads(monkeypatch):
+    """Every dataset loaded during the test, as (keyword arguments of ``data.load``, the Dataset)."""
+    from afos.fitness import data
+
+    loads = []
+    original = data.load
+
+    def recording(*args, **kwargs):
+        dataset = original(*args, **kwargs)
+        loads.append((kwargs, dataset))
+        return dataset
+
+    monkeypatch.setattr(data, "load", recording)
+    return loads

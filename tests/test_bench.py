@@ -10,7 +10,6 @@ import scipy.stats
 from afos import config as config_lib
 from afos.cli import main
 from afos.errors import BenchError
-from afos.fitness import data
 from afos.ga.front import FrontEntry
 from afos.run.files import read_jsonl
 from afos.run.rundir import Run
@@ -101,20 +100,11 @@ def test_bad_model_options_are_named_with_what_is_allowed(item, fragment):
         assert "epochs" not in message.split("settings:")[1]  # what is refused is never listed as allowed
 
 
-def test_a_model_option_that_changes_the_data_changes_the_data_its_cells_train_on(tmp_path, monkeypatch):
-    loads = []
-    original = data.load
-
-    def spy(name, seed=0, val_fraction=0.2, train_size=0, val_size=0, **kw):
-        dataset = original(name, seed, val_fraction, train_size, val_size, **kw)
-        loads.append((train_size, len(dataset.train)))
-        return dataset
-
-    monkeypatch.setattr(data, "load", spy)
+def test_a_model_option_that_changes_the_data_changes_the_data_its_cells_train_on(tmp_path, data_loads):
     spec = bench.make_spec({"activations": "relu", "models": ["mlp:train_size=32", "mlp"], "seeds": 1, "epochs": 1,
                             "train_size": 64, "val_size": 32, "test_size": 32})
     records = runner.run(spec, tmp_path / "b")
-    assert sorted(loads) == [(32, 32), (64, 64)]
+    assert sorted((kw["train_size"], len(ds.train)) for kw, ds in data_loads) == [(32, 32), (64, 64)]
     assert len(records) == 2 and len({r["key"] for r in records}) == 2
 
 
@@ -137,7 +127,7 @@ def test_presets_resolve_in_full_and_quick_form(name):
     assert name in presets.preset_names()
     full = bench.make_spec(presets.load_preset(name))
     quick = bench.make_spec(presets.load_preset(name, quick=True))
-    assert full.epochs > 1 and quick.epochs <= 2 and quick.train_size == 128
+    assert full.epochs > 1 and quick.epochs <= 2 and quick.training.train_size == 128
     assert len(quick.seeds) <= 2 and not any(d.startswith("tfds:") for d in quick.datasets)
     if any(d.startswith("tfds:") for d in full.datasets):
         assert any("replaced by" in n for n in quick.notes)
@@ -254,22 +244,14 @@ def test_every_preset_runs_in_quick_form(tmp_path, capsys, name):
     assert "Wins / ties / losses" in capsys.readouterr().out
 
 
-def test_benchmark_data_dir_reaches_every_cell(tmp_path, tiny_fashion, monkeypatch, capsys):
+def test_benchmark_data_dir_reaches_every_cell(tmp_path, tiny_fashion, monkeypatch, capsys, data_loads):
     root, _ = tiny_fashion
     monkeypatch.setenv("AFOS_CACHE_DIR", str(tmp_path / "cache"))
-    seen = []
-    original = data.load
-
-    def spy(*args, **kwargs):
-        dataset = original(*args, **kwargs)
-        seen.append((kwargs.get("data_dir"), len(dataset.test())))
-        return dataset
-
-    monkeypatch.setattr(data, "load", spy)
     out = tmp_path / "b"
     assert main(["benchmark", "--activations", "relu,tanh,elu", "--models", "mlp", "--datasets", "fashion_mnist",
                  "--data-dir", str(root), "--seeds", "1", "--epochs", "1", "--batch-size", "16",
                  "--out", str(out)]) == 0, capsys.readouterr().err
     spec, records = runner.read_results(out)
-    assert spec.data_dir == str(root) and len(records) == 3
+    assert spec.training.data_dir == str(root) and len(records) == 3
+    seen = [(kw["data_dir"], len(ds.test())) for kw, ds in data_loads]
     assert seen and all(entry == (str(root), 30) for entry in seen)  # the 30 test images of those files

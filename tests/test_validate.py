@@ -121,7 +121,8 @@ def test_validate_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert "is not an afos run directory" in capsys.readouterr().err
 
 
-def test_validation_trains_and_tests_on_the_data_the_search_used(tmp_path, tiny_fashion, monkeypatch, capsys):
+def test_validation_trains_and_tests_on_the_data_the_search_used(tmp_path, tiny_fashion, monkeypatch, capsys,
+                                                                 data_loads):
     """A search given --data-dir is validated on the same files (not on another copy found elsewhere)."""
     root, _ = tiny_fashion
     monkeypatch.setenv("AFOS_CACHE_DIR", str(tmp_path / "cache"))
@@ -129,15 +130,8 @@ def test_validation_trains_and_tests_on_the_data_the_search_used(tmp_path, tiny_
     assert main(["search", "--run-dir", str(run_dir), "--dataset", "fashion_mnist", "--data-dir", str(root),
                  "--model", "mlp", "--population", "2", "--generations", "0", "--batch-size", "16"]) == 0, \
         capsys.readouterr().err
-    seen = []
-    original = data.load
-
-    def spy(*args, **kwargs):
-        dataset = original(*args, **kwargs)
-        seen.append((kwargs.get("data_dir"), len(dataset.test())))
-        return dataset
-
-    monkeypatch.setattr(data, "load", spy)
+    data_loads.clear()  # the search's loads
     assert main(["validate", str(run_dir), "--top", "1", "--seeds", "2", "--epochs", "1"]) == 0
+    seen = [(kw["data_dir"], len(ds.test())) for kw, ds in data_loads]
     assert seen and all(entry == (str(root), 30) for entry in seen)  # the 30 test images of the search's files
-    assert bench.read_spec(Run.open(run_dir).validation_dir).data_dir == str(root)
+    assert bench.read_spec(Run.open(run_dir).validation_dir).training.data_dir == str(root)

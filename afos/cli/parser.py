@@ -67,13 +67,8 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model name (default: cnn-small; see README, Datasets and models)")
     p.add_argument("--population", type=int, help="population size (default: 16)")
     p.add_argument("--generations", type=int, help="offspring generations after the initial one (default: 6)")
-    p.add_argument("--epochs", type=int, help="training epochs per fitness evaluation (default: 1)")
-    p.add_argument("--batch-size", type=int, help="training batch size (default: 32)")
-    p.add_argument("--train-size", type=int, help="use only this many training examples")
-    p.add_argument("--val-size", type=int, help="use only this many validation examples")
+    _training_options(p, "training epochs per fitness evaluation (default: 1)")
     p.add_argument("--topology", help="hidden layer widths of the mlp model, e.g. 64,32")
-    p.add_argument("--data-dir", help="where dataset files are looked for first (Fashion-MNIST IDX files, "
-                   "the TFDS data dir)")
     p.add_argument("--seed", type=int, help="the one seed of the run (default: 0)")
     p.add_argument("--backend", help="fitness evaluator: auto, sequential (exact, one compile per candidate), "
                    "batched (one compiled step for all candidates; docs/PERFORMANCE.md), sharded (over the "
@@ -93,6 +88,16 @@ def _search_options(p: argparse.ArgumentParser) -> None:
                    help="at the end, run `afos validate` (fresh seeds, longer training, test split)")
 
 
+def _training_options(p: argparse.ArgumentParser, epochs_help: str) -> None:
+    """The training settings a search and a benchmark share (``afos.config.FitnessSettings``)."""
+    p.add_argument("--epochs", type=int, help=epochs_help)
+    p.add_argument("--batch-size", type=int, help="training batch size (default: 32)")
+    p.add_argument("--train-size", type=int, help="use only this many training examples")
+    p.add_argument("--val-size", type=int, help="use only this many validation examples")
+    p.add_argument("--data-dir", help="where dataset files are looked for first (Fashion-MNIST IDX files, "
+                   "the TFDS data dir)")
+
+
 def _ray_options(p: argparse.ArgumentParser, address_help: str) -> None:
     p.add_argument("--ray-address", metavar="auto|HOST:PORT", help=address_help)
     p.add_argument("--workers", type=int, metavar="N",
@@ -105,13 +110,8 @@ def _benchmark_parser(sub) -> None:
     p.add_argument("--models", help="comma-separated model names; options as mlp:topology=64x32;batch_size=16")
     p.add_argument("--datasets", help="comma-separated dataset names (default: digits)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: 3)")
-    p.add_argument("--epochs", type=int, help="training epochs per cell (default: 5)")
-    p.add_argument("--batch-size", type=int, help="training batch size (default: 32)")
-    p.add_argument("--train-size", type=int, help="use only this many training examples")
-    p.add_argument("--val-size", type=int, help="use only this many validation examples")
+    _training_options(p, "training epochs per cell (default: 5)")
     p.add_argument("--test-size", type=int, help="score on only this many test examples")
-    p.add_argument("--data-dir", help="where dataset files are looked for first (Fashion-MNIST IDX files, "
-                   "the TFDS data dir)")
     p.add_argument("--metric", help="the compared metric (default: test_accuracy)")
     p.add_argument("--baseline", help="activation the others are tested against (default: relu)")
     p.add_argument("--blocks", help="Friedman blocks: run (each case x seed) or case (seed means)")

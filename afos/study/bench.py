@@ -39,15 +39,18 @@ METRICS: dict[str, bool] = {
 }
 BLOCK_UNITS = ("run", "case")  # a Friedman block is one (case, seed) run, or one case averaged over seeds
 # The training settings a benchmark sets for all its cells: fields of FitnessSettings (dataset, model and
-# seed differ per cell; topology is a model option).
+# seed differ per cell; topology is a model option), in a [benchmark] table beside the keys of BenchSettings.
 TRAINING = ("epochs", "batch_size", "learning_rate", "val_fraction", "train_size", "val_size", "data_dir")
+# A benchmark trains longer than a search's fitness evaluation; its other training defaults are the search's.
+TRAINING_DEFAULTS = FitnessSettings(epochs=5)
 # Model options a cell may set besides the model's own (``topology`` of mlp): what changes per model.
 MODEL_SETTINGS = ("batch_size", "learning_rate", "val_fraction", "train_size", "val_size", "data_dir", "topology")
 
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """The keys of a ``[benchmark]`` table and their defaults (lists may be given as comma-separated text)."""
+    """The keys of a ``[benchmark]`` table besides ``TRAINING``, and their defaults (lists may be given as
+    comma-separated text)."""
 
     name: str = ""
     description: str = ""
@@ -55,13 +58,6 @@ class BenchSettings:
     models: list = field(default_factory=lambda: ["cnn-small"])  # names, NAME:key=value, or tables
     datasets: list[str] = field(default_factory=lambda: ["digits"])
     seeds: int = 3
-    epochs: int = 5
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    val_fraction: float = 0.2
-    train_size: int = 0
-    val_size: int = 0
-    data_dir: str = ""
     test_size: int = 0  # if positive, score on the first test_size test examples only (quick forms)
     metric: str = "test_accuracy"
     baseline: str = ""  # empty: relu if listed, else the first activation
@@ -72,7 +68,7 @@ class BenchSettings:
     notes: list[str] = field(default_factory=list)
 
 
-KEYS = tuple(f.name for f in dataclasses.fields(BenchSettings))
+KEYS = (*(f.name for f in dataclasses.fields(BenchSettings)), *TRAINING)
 
 
 @dataclass(frozen=True)
@@ -97,12 +93,7 @@ class BenchSpec:
     models: tuple[ModelSpec, ...]
     datasets: tuple[str, ...]
     seeds: tuple[int, ...]
-    epochs: int = 5
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    val_fraction: float = 0.2
-    train_size: int = 0
-    val_size: int = 0
+    training: FitnessSettings = TRAINING_DEFAULTS  # every cell's (its dataset, model and seed are the cell's)
     test_size: int = 0
     metric: str = "test_accuracy"
     baseline: str = "relu"
@@ -113,17 +104,18 @@ class BenchSpec:
     name: str = ""
     description: str = ""
     notes: tuple[str, ...] = field(default=())
-    data_dir: str = ""  # where dataset files are looked for first (a benchmark written before it: "")
 
     @property
     def labels(self) -> list[str]:
         return [a.label for a in self.activations]
 
+    @property
+    def epochs(self) -> int:
+        return self.training.epochs
+
     def fitness(self, dataset: str, model: ModelSpec, seed: int) -> FitnessSettings:
         """The training settings of one cell: the benchmark's, then the model's options."""
-        settings = FitnessSettings(dataset=dataset, model=model.name, seed=seed,
-                                   **{k: getattr(self, k) for k in TRAINING})
-        return dataclasses.replace(settings, **dict(model.options))
+        return dataclasses.replace(self.training, dataset=dataset, model=model.name, seed=seed, **dict(model.options))
 
 
 @dataclass(frozen=True)
@@ -269,12 +261,16 @@ def make_spec(values: dict[str, Any]) -> BenchSpec:
     """Resolves raw values (defaults < preset < quick < command line) into a checked BenchSpec."""
     check_keys(values, "benchmark")
     lists = {k: _as_list(values[k]) for k in ("activations", "models", "datasets") if k in values}
-    v = parse_section(BenchSettings, values | lists, "benchmark", BenchError)
+    v = parse_section(BenchSettings, {k: x for k, x in (values | lists).items() if k not in TRAINING}, "benchmark",
+                      BenchError)
+    given = {k: x for k, x in values.items() if k in TRAINING}
+    training = parse_section(FitnessSettings, given, "benchmark", BenchError)
     activations = parse_activations(v.activations)
     labels = [a.label for a in activations]
     spec = BenchSpec(
         activations=activations, models=tuple(parse_model(m) for m in v.models), datasets=tuple(v.datasets),
-        seeds=tuple(range(FIRST_SEED, FIRST_SEED + v.seeds)), **{k: getattr(v, k) for k in TRAINING},
+        seeds=tuple(range(FIRST_SEED, FIRST_SEED + v.seeds)),
+        training=dataclasses.replace(TRAINING_DEFAULTS, **{k: getattr(training, k) for k in given}),
         test_size=v.test_size, metric=v.metric, baseline=v.baseline or ("relu" if "relu" in labels else labels[0]),
         blocks=v.blocks, alpha=v.alpha, tie_tolerance=v.tie_tolerance, case_epochs=v.case_epochs, name=v.name,
         description=v.description, notes=tuple(v.notes),
@@ -287,7 +283,7 @@ def _validate(spec: BenchSpec) -> None:
     checks = [
         (spec.models and spec.datasets and spec.seeds, "a benchmark needs at least one model, dataset and seed"),
         (spec.epochs >= 1, "epochs must be at least 1"),
-        (spec.batch_size >= 1, "batch_size must be at least 1"),
+        (spec.training.batch_size >= 1, "batch_size must be at least 1"),
         (spec.metric in METRICS, f"unknown metric {spec.metric!r} (available: {', '.join(METRICS)})"),
         (spec.baseline in spec.labels, f"baseline {spec.baseline!r} is not among the activations "
                                        f"({', '.join(spec.labels)})"),
@@ -303,16 +299,21 @@ def _validate(spec: BenchSpec) -> None:
 
 
 def spec_to_dict(spec: BenchSpec) -> dict[str, Any]:
+    """What ``bench.toml`` holds: the training settings flat, beside the other keys, as a [benchmark] table."""
     out = dataclasses.asdict(spec)
+    del out["training"]
+    out |= {k: getattr(spec.training, k) for k in TRAINING}
     out["activations"] = [dataclasses.asdict(a) for a in spec.activations]
     out["models"] = [{"name": m.name, "label": m.label, "options": dict(m.options)} for m in spec.models]
     return out
 
 
 def spec_from_dict(d: dict[str, Any]) -> BenchSpec:
-    """The inverse of `spec_to_dict` (reads a benchmark directory's bench.toml)."""
+    """The inverse of `spec_to_dict` (reads a benchmark directory's bench.toml; one written before a training
+    setting existed gets its default)."""
     fields = {f.name for f in dataclasses.fields(BenchSpec)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items() if k in fields}
+    values["training"] = dataclasses.replace(TRAINING_DEFAULTS, **{k: d[k] for k in TRAINING if k in d})
     values["activations"] = tuple(Activation(**a) for a in d["activations"])
     values["models"] = tuple(ModelSpec(m["name"], m["label"], tuple(sorted(
         (k, tuple(v) if isinstance(v, list) else v) for k, v in m.get("options", {}).items())))

@@ -10,6 +10,7 @@ interval, and a Wilcoxon signed-rank p-value. The training runs are a benchmark 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -62,11 +63,11 @@ def validation_spec(run: Run, top: int | None = None, seeds: int | None = None, 
     else:
         options = (("topology", tuple(f.topology)),) if f.topology else ()
         model_specs = (bench.ModelSpec(f.model, f.model, options),)
+    training = dataclasses.replace(bench.TRAINING_DEFAULTS, **{k: getattr(f, k) for k in bench.TRAINING})
     return bench.BenchSpec(
         activations=tuple(_activations(run, top)), models=model_specs, datasets=(f.dataset,),
-        seeds=tuple(validation_seeds(run.config, seeds)), epochs=epochs, batch_size=f.batch_size,
-        learning_rate=f.learning_rate, val_fraction=f.val_fraction, train_size=f.train_size, val_size=f.val_size,
-        data_dir=f.data_dir, metric="test_accuracy", baseline=BASELINE, name=f"validation of {run.path.name}",
+        seeds=tuple(validation_seeds(run.config, seeds)), training=dataclasses.replace(training, epochs=epochs),
+        metric="test_accuracy", baseline=BASELINE, name=f"validation of {run.path.name}",
         description="front and anchors retrained on fresh seeds, scored on the held-out test split")
 
 
