@@ -4,13 +4,15 @@ The public API, for notebooks and scripts::
 
     import afos
 
-    run = afos.search(afos.Config(), "runs/first")   # a search (afos.config.override changes settings)
+    config = afos.config.override(afos.Config(), search={"population": 8})
+    run = afos.search(config, "runs/first")          # a search
     run = afos.Run.open("runs/first")                 # any run directory: config, records, front, anchors
     run.best()                                        # the most accurate function of its front
     print(afos.export_source("torch", run_dir=run.path))
     afos.resume("runs/first", generations=10)         # go on where it stopped
 
-Names load their module on first use, so ``import afos`` (and ``afos --help``) does not load JAX.
+Names (and the subpackages: ``afos.config``, ``afos.fitness``, ...) load their module on first use, so
+``import afos`` (and ``afos --help``) does not load JAX.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
 
+_ERRORS = ("AfosError", "ConfigError", "SpaceError", "ExpressionError", "RunError", "DataError", "ModelError",
+           "BenchError", "ExportError", "DistributedError")
 _LAZY = {
-    "AfosError": "afos.errors", "ConfigError": "afos.errors", "ExpressionError": "afos.errors",
-    "RunError": "afos.errors", "DataError": "afos.errors", "ExportError": "afos.errors",
+    **dict.fromkeys(_ERRORS, "afos.errors"),
     "Config": "afos.config", "Fitness": "afos.types", "Run": "afos.run.rundir", "Evaluation": "afos.run.records",
     "FrontEntry": "afos.ga.front", "parse": "afos.expr", "export_source": "afos.export",
     "FitnessProblem": "afos.fitness.problem", "Evaluator": "afos.fitness.evaluator",
@@ -35,9 +38,14 @@ if TYPE_CHECKING:
     from afos.run.rundir import Run
 
 
+_SUBPACKAGES = ("cli", "config", "errors", "export", "expr", "fitness", "ga", "run", "study", "types")
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"afos.{name}")
     raise AttributeError(f"module 'afos' has no attribute {name!r}")
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import tomli_w
 
-from afos.errors import ConfigError
+from afos.errors import ConfigError, read_text
 from afos.expr import parse
 from afos.expr.primitives import STANDARD_ACTIVATIONS
 from afos.ga import space as space_lib
@@ -173,6 +173,7 @@ def validate(config: Config) -> None:
         (e.workers >= 0 and e.group_size >= 0, "evaluator.workers and evaluator.group_size must be at least 0"),
         (e.worker_cpus > 0, "evaluator.worker_cpus must be positive"),
         (e.worker_gpus >= 0 or e.worker_gpus == -1, "evaluator.worker_gpus must be at least 0 (or -1: automatic)"),
+        (s.seed >= 0 and f.seed >= 0, "search.seed and fitness.seed must be at least 0"),
         (s.population >= 2, "search.population must be at least 2"),
         (s.generations >= 0, "search.generations must be at least 0"),
         (0.0 <= s.crossover_prob <= 1.0, "search.crossover_prob must be in [0, 1]"),
@@ -205,7 +206,7 @@ def load(path: str | Path) -> Config:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(read_text(path, ConfigError))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
     return from_dict(data, str(path))

@@ -9,6 +9,8 @@ status 2; anything else is a bug in afos and keeps its traceback. Errors about a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class AfosError(Exception):
     """Base of every error afos raises for input it cannot use; the message is one line."""
@@ -48,3 +50,11 @@ class ExportError(AfosError, ValueError):
 
 class DistributedError(AfosError, RuntimeError):
     """Ray is missing, a cluster cannot be reached or lacks the resources, or workers keep dying."""
+
+
+def read_text(path: str | Path, error: type[AfosError]) -> str:
+    """The text of the file ``path``; a file that is not UTF-8 text is an ``error`` that names it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise error(f"{path}: not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x})") from None

@@ -123,11 +123,13 @@ def test_auto_is_decided_once_into_a_plan(problem):
 
     auto = config.EvaluatorSettings()
     cpu, gpus = [Device("cpu")], [Device("gpu")] * 2
-    assert plan.make_plan(auto, problem, 112, cpu) == plan.Plan("local", "batched", 1, 112, plan.make_plan(
-        auto, problem, 112, cpu).reason)
+    local = plan.make_plan(auto, problem, 112, cpu)
+    assert (local.pool, local.backend, local.places, local.mode) == ("local", "batched", 1, "loop")
     assert plan.make_plan(auto, problem, 8, cpu).backend == "sequential"
     sharded = plan.make_plan(auto, problem, 112, gpus)
-    assert (sharded.pool, sharded.places, sharded.backend) == ("sharded", 2, "sequential")
+    assert (sharded.pool, sharded.places, sharded.backend, sharded.mode) == ("sharded", 2, "sequential", None)
+    on_gpus = plan.make_plan(config.EvaluatorSettings(worker_backend="batched"), problem, 112, gpus)
+    assert (on_gpus.backend, on_gpus.mode) == ("batched", "vmap")  # the population vmapped on accelerators
     assert plan.make_plan(config.EvaluatorSettings(backend="batched"), problem, 8, cpu).backend == "batched"
     ray = plan.make_plan(config.EvaluatorSettings(backend="ray"), problem, 112, cpu)
     assert (ray.pool, ray.backend) == ("ray", "auto")  # each worker decides on its own machine

@@ -28,6 +28,9 @@ def test_search_then_show(tmp_path, capsys):
         (["search", "--population", "1"], "search.population must be at least 2"),
         (["search", "--config", "missing.toml"], "missing.toml: no such config file"),
         (["show", "not-a-run"], "not-a-run: no such directory"),
+        (["search", "--seed", "-1"], "search.seed and fitness.seed must be at least 0"),
+        (["search", "--space", "afos", "--init-exprs", "tanh(x)"],
+         "'tanh(x)' cannot be built from the primitives of search space 'afos'"),
     ],
 )
 def test_bad_input_gives_a_one_line_error(tmp_path, capsys, args, fragment):
@@ -38,7 +41,7 @@ def test_bad_input_gives_a_one_line_error(tmp_path, capsys, args, fragment):
     assert fragment in err
     (line,) = [ln for ln in err.splitlines() if "error:" in ln]
     assert fragment in line
-    assert not (tmp_path / "r" / "checkpoint.json").exists()
+    assert not (tmp_path / "r").exists()  # refused before anything was written
 
 
 def test_config_file_with_an_unknown_key(tmp_path, capsys):

@@ -60,7 +60,11 @@ def test_the_public_api_is_curated_and_loads_lazily():
             "print(sorted(afos.__all__))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     names = eval(out.stdout)  # noqa: S307 - our own output, a list of names
-    assert {"Run", "Config", "search", "resume", "AfosError", "export_source", "parse", "FitnessProblem"} <= set(names)
+    assert {"Run", "Config", "search", "resume", "AfosError", "RunError", "export_source", "parse",
+            "FitnessProblem"} <= set(names)
+    check = "import afos; afos.config.override(afos.Config(), search={'population': 8}); print(afos.ga.__name__)"
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    assert out.stdout == "afos.ga\n"
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         afos.nope  # noqa: B018
 

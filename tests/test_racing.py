@@ -97,9 +97,7 @@ def test_racing_rescores_a_lucky_draw_before_it_can_displace_the_incumbents(tmp_
     front = run.front()
     assert LUCKY not in [e.expression for e in front]
     assert all(e.seeds == 4 for e in front)  # the budget (16 trainings) confirmed the whole front
-    from afos.run.records import front_from_records
-
-    assert front == front_from_records(run.records())
+    assert front == run.recomputed_front()
 
 
 def test_an_unconfirmed_challenger_does_not_push_a_confirmed_incumbent_off_the_front():
@@ -214,3 +212,25 @@ def test_command_line_and_config_set_the_protocol():
         config.override(config.Config(), protocol={"anchors": ["relu", "nope"]})
     with pytest.raises(config.ConfigError, match="protocol.fitness_seeds must be at least 1"):
         config.override(config.Config(), protocol={"fitness_seeds": 0})
+
+
+def test_a_failed_rescoring_is_not_trained_again_on_resume(tmp_path):
+    class FailsOnItsSecondSeed(FakeEvaluator):
+        def evaluate_seed(self, candidates, seed):
+            for i, fit in super().evaluate_seed(candidates, seed):
+                lucky = candidates[i].text == LUCKY and seed == 1
+                yield i, Fitness.failed("non-finite loss during training", 0.001) if lucky else fit
+
+    cfg = _config(race_seeds=4, generations=0, budget=4.0)
+    baseline = tmp_path / "baseline"
+    driver.run(cfg, baseline, evaluator=FailsOnItsSecondSeed())
+    lines = _lines(baseline)
+    failed = [k for k, r in enumerate(lines) if r["status"] == types.RESCORED and r["val_accuracy"] is None]
+    assert failed and lines[failed[0]]["expr"] == LUCKY  # racing found the lucky draw's failure
+    run_dir = tmp_path / "cut"
+    with _stop_after(failed[0] + 1), pytest.raises(driver.SearchInterruptedError):
+        driver.run(cfg, run_dir, evaluator=FailsOnItsSecondSeed())
+    again = FailsOnItsSecondSeed()
+    driver.resume(run_dir, evaluator=again)
+    assert _lines(run_dir) == lines
+    assert (LUCKY, 1) not in again.calls  # the failed re-scoring was answered from the log

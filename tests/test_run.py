@@ -54,6 +54,7 @@ def test_a_run_reads_its_lines_as_typed_records_and_knows_its_front(tmp_path):
     assert [r.to_json() for r in records] == [json.loads(line) for line in lines]  # read and written losslessly
     assert [r.tree for r in run.anchors()] == list(config.DEFAULT_ANCHORS)
     assert run.best()[0] == run.ranked()[0] and run.ranked()[0].val_accuracy == max(e.val_accuracy for e in run.front())
+    assert run.recomputed_front() == run.front()  # the memo replayed from the log makes the front pareto.csv holds
     (run.path / rundir.PARETO).unlink()  # a run stopped before its first front: recomputed from the log
     assert Run.open(run.path).front() == run.front()
 
@@ -181,3 +182,42 @@ def test_an_old_run_opens_shows_exports_validates_and_resumes(tmp_path, capsys):
     assert after.startswith(before) and after != before  # kept every line, added generation 2
     assert {r.generation for r in Run.open(run_dir).records()} == {-1, 0, 1, 2}
     assert Run.open(run_dir).checkpoint()["generation"] == 3
+
+
+@pytest.mark.parametrize("damage, command, fragment", [
+    (lambda d: (d / rundir.PARETO).write_text("expression,val_accuracy\nx,high\n"), "show", "pareto.csv: damaged"),
+    (lambda d: (d / rundir.CONFIG).write_bytes(b"[search]\npopulation = 4 \xff\n"), "show",
+     "config.toml: not UTF-8 text (byte 24 is 0xff)"),
+    (lambda d: (d / rundir.EVALUATIONS).write_bytes(b'{"generation": 0\xfe}\n'), "export",
+     "evaluations.jsonl: not UTF-8 text"),
+])
+def test_a_damaged_run_file_is_a_one_line_error_naming_it(tmp_path, capsys, damage, command, fragment):
+    run_dir = _copy("run_v1", tmp_path)
+    damage(run_dir)
+    if command == "export":
+        (run_dir / rundir.PARETO).unlink()  # the front is then recomputed from the log
+    args = [command, str(run_dir)] + (["--format", "jax"] if command == "export" else [])
+    assert main(args) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"afos {command}: error: ") and fragment in line
+
+
+def test_a_lock_file_that_names_no_process_is_taken_over(tmp_path):
+    run_dir = _copy("fake_v1", tmp_path)
+    (run_dir / rundir.LOCK).write_text('{"pid": "not a number", "host": 3}')
+    messages = []
+
+    class Recording(driver.SilentReporter):
+        def message(self, text):
+            messages.append(text)
+
+    driver.resume(run_dir, evaluator=FakeTraining(), describe=fake_describe, reporter=Recording(), generations=4)
+    assert any("taking over the stale lock" in m for m in messages)
+    assert not (run_dir / rundir.LOCK).exists()
+
+
+def test_a_checkpoint_that_is_not_an_object_falls_back_to_the_previous_one(tmp_path):
+    run_dir = _copy("fake_v1", tmp_path)
+    (run_dir / rundir.CHECKPOINT).write_text("[1, 2, 3]")
+    with pytest.warns(UserWarning, match="not an afos checkpoint; using checkpoint.prev.json"):
+        assert Run.open(run_dir).checkpoint()["generation"] == 3

@@ -3,7 +3,7 @@
 One module per target (``export_<name>.py``), each with ``render(items) -> str``,
 and one registry, :data:`EXPORTERS`, looked up by name. The array targets write
 a self-contained Python file (it does not import afos) that reproduces the safe
-numerics of ``afos.compile`` operation by operation, so the exported function
+numerics of ``afos.expr.compile`` operation by operation, so the exported function
 computes what afos measured, values and gradients (``tests/test_export.py``).
 
     >>> from afos import export

@@ -22,7 +22,7 @@ from afos.expr.primitives import DIV_EPS, EXP_CLIP, TINY
 # The helpers the walker itself calls (powers); every array dialect defines them.
 WALKER_HELPERS = ("_safe_exp", "_safe_log", "_safe_sqrt", "_safe_denominator", "_ipow", "_rpow")
 
-# Module constants of every generated array file: the values afos.primitives uses.
+# Module constants of every generated array file: the values afos.expr.primitives defines.
 CONSTANTS_SOURCE = (
     f"EXP_CLIP = {EXP_CLIP!r}  # exp(70) ~ 2.5e30: finite in float32 even when multiplied by |x| <= 1e4\n"
     f"DIV_EPS = {DIV_EPS!r}  # denominators closer to zero than this are pushed away from it\n"

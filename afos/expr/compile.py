@@ -45,10 +45,6 @@ def safe_denominator(b):
     return jnp.where(small, jnp.where(b < 0, -DIV_EPS, DIV_EPS), b)
 
 
-def safe_div(a, b):
-    return a / safe_denominator(b)
-
-
 # Operation -> JAX function of its operands (and, for PARAMETRISED operations, of ``param`` last).
 JAX_OPS: dict[str, Callable[..., jax.Array]] = {
     "add": jnp.add,

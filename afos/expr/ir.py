@@ -45,7 +45,20 @@ PARAMETRISED = ("const", "ipow", "ipow_inv", "rpow")  # operations whose meaning
 
 
 class LoweringError(ExpressionError):
-    """An expression with a part that has no operation in afos's intermediate form."""
+    """An expression with a part that has no operation in afos's intermediate form.
+
+    Attributes:
+        logged: the reason run logs record for such a candidate (the words of run format 1, which
+            searches must keep writing: ``afos.expr.screen.analyse``).
+    """
+
+    def __init__(self, message: str, logged: str | None = None):
+        super().__init__(message)
+        self.logged = logged or message
+
+
+def _no_operation(expr: sympy.Expr, message: str) -> LoweringError:
+    return LoweringError(message, f"no JAX implementation for {getattr(expr.func, '__name__', type(expr).__name__)}")
 
 
 @dataclass(frozen=True)
@@ -61,10 +74,6 @@ class Node:
         for a in self.args:
             yield from a.walk()
         yield self
-
-    @property
-    def is_const(self) -> bool:
-        return self.op == "const"
 
 
 def _constant(expr: sympy.Expr) -> Node:
@@ -100,17 +109,17 @@ def lower(expr: sympy.Expr) -> Node:
         return Node("x")
     if expr.is_Symbol:
         raise LoweringError(f"unknown symbol {expr} (the variable is x)")
-    if expr.is_Number or expr in (sympy.pi, sympy.E) or expr.is_NumberSymbol:
+    if expr.is_Number or expr in (sympy.pi, sympy.E):
         return _constant(expr)
-    if not expr.free_symbols and expr.is_Atom:  # zoo, nan, I: not a finite real constant
-        raise LoweringError(f"constant {expr} is not a finite real number")
+    if not expr.free_symbols and expr.is_Atom:  # zoo, I: not a finite real constant
+        raise _no_operation(expr, f"constant {expr} is not a finite real number")
     if expr.is_Add or expr.is_Mul:
         return Node("add" if expr.is_Add else "mul", tuple(lower(a) for a in expr.args))
     if expr.is_Pow:
         return _power(*expr.args)
     op = HEADS.get(expr.func)
     if op is None:
-        raise LoweringError(f"no implementation for {getattr(expr.func, '__name__', type(expr).__name__)}")
+        raise _no_operation(expr, f"no implementation for {getattr(expr.func, '__name__', type(expr).__name__)}")
     if op in NARY:
         return Node(op, tuple(lower(a) for a in expr.args))
     if len(expr.args) != 1:

@@ -25,7 +25,6 @@ SCREEN_POINTS = np.linspace(-10.0, 10.0, 401, dtype=np.float32)
 FINGERPRINT_POINTS = np.concatenate(
     [np.linspace(-6.0, 6.0, 97), [-1e3, -100.0, -30.0, -12.5, 12.5, 30.0, 100.0, 1e3]]
 ).astype(np.float32)
-LOWERING_PREFIX = "compile error: "  # the reason of a candidate without an intermediate form
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ def analyse(expr: sympy.Expr) -> Candidate:
         values, grads = _jax_values_and_grads(fn, SCREEN_POINTS)
         fp_values, _ = _jax_values_and_grads(fn, FINGERPRINT_POINTS)
     except ir.LoweringError as err:
-        return Candidate(expr, text, key, "compile-error:" + key[:32], LOWERING_PREFIX + str(err))
+        return Candidate(expr, text, key, "compile-error:" + key[:32], f"compile error: {err.logged}")
     return Candidate(expr, text, key, fingerprint(fp_values), screen(values, grads))
 
 

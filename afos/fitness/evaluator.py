@@ -71,7 +71,7 @@ def score_exactly(problem: FitnessProblem, candidate: Candidate, seed: int) -> F
     try:
         act = to_jax(candidate.node)
     except LoweringError as err:
-        return Fitness.failed(f"compile error: {err}", time.perf_counter() - start)
+        return Fitness.failed(f"compile error: {err.logged}", time.perf_counter() - start)
     result = problem.score(act, seed)
     return to_fitness(result, time.perf_counter() - start)
 

@@ -2,7 +2,8 @@
 
 ``make_plan`` reads the evaluator settings, the fitness problem and the machine (its devices, the number
 of candidates the run will score) and decides everything ``auto`` leaves open: the pool (local, sharded
-over the local accelerators, Ray), the backend of each place and the batched mode. ``build`` turns the
+over the local accelerators, Ray), the backend of each place and the batched mode (``loop`` on CPUs,
+``vmap`` on accelerators). ``build`` turns the
 plan into an evaluator. ``choose_backend`` is the one rule behind ``auto``; a Ray worker applies it on its
 own machine (its platform is only known there).
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from afos.config import EvaluatorSettings, FitnessSettings
 from afos.fitness import zoo
-from afos.fitness.batched import Batched
+from afos.fitness.batched import Batched, default_mode
 from afos.fitness.evaluator import Evaluator, Sequential
 from afos.fitness.problem import FitnessProblem
 
@@ -70,6 +71,7 @@ class Plan:
         places: how many places (Ray: decided when the workers start, 0 here).
         candidates: how many candidates the run will score in all (None: unknown).
         reason: why ``auto`` chose the backend, or empty.
+        mode: how ``batched`` trains the population (``batched.MODES``; None for other backends).
     """
 
     pool: str
@@ -77,10 +79,12 @@ class Plan:
     places: int = 1
     candidates: int | None = None
     reason: str = ""
+    mode: str | None = None
 
     def describe(self) -> str:
         where = {"local": "", "sharded": f" on each of {self.places} devices", "ray": " on Ray workers"}[self.pool]
-        return f"{self.backend}{where}" + (f" ({self.reason})" if self.reason else "")
+        backend = self.backend + (f" ({self.mode} mode)" if self.mode else "")
+        return f"{backend}{where}" + (f": {self.reason}" if self.reason else "")
 
 
 def _local_devices() -> list[Any]:
@@ -102,14 +106,14 @@ def make_plan(settings: EvaluatorSettings, problem: FitnessProblem, candidates: 
     reason = ""
     if backend == "auto":
         backend, reason = choose_backend(problem.settings, problem.input_shape, share(candidates, places), platform)
-    return Plan(pool, backend, places, candidates, reason)
+    return Plan(pool, backend, places, candidates, reason, default_mode(platform) if backend == "batched" else None)
 
 
-def local_evaluator(backend: str, problem: FitnessProblem) -> Evaluator:
-    """The backend called ``backend`` for ``problem`` on this machine."""
+def local_evaluator(backend: str, problem: FitnessProblem, mode: str | None = None) -> Evaluator:
+    """The backend called ``backend`` for ``problem`` on this machine (``mode``: batched's, None: by platform)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r} (available: {', '.join(BACKENDS)})")
-    return BACKENDS[backend](problem)
+    return Batched(problem, mode) if backend == "batched" else BACKENDS[backend](problem)
 
 
 def build(plan: Plan, problem: FitnessProblem, settings: EvaluatorSettings,
@@ -122,5 +126,5 @@ def build(plan: Plan, problem: FitnessProblem, settings: EvaluatorSettings,
     if plan.pool == "sharded":
         from afos.fitness.pools import Sharded
 
-        return Sharded(lambda: local_evaluator(plan.backend, problem), devices or _local_devices())
-    return local_evaluator(plan.backend, problem)
+        return Sharded(lambda: local_evaluator(plan.backend, problem, plan.mode), devices or _local_devices())
+    return local_evaluator(plan.backend, problem, plan.mode)

@@ -46,7 +46,13 @@ class Sharded:
 
         self.jax, self.devices = jax, list(devices)
         self.threads = [ThreadPoolExecutor(1, thread_name_prefix=f"afos-device{k}") for k in range(len(self.devices))]
-        self.places = [self.threads[k].submit(self._make, make, k).result() for k in range(len(self.devices))]
+        self.places: list[Evaluator] = []
+        try:
+            for k in range(len(self.devices)):
+                self.places.append(self.threads[k].submit(self._make, make, k).result())
+        except BaseException:
+            self.close()
+            raise
 
     def _make(self, make: Callable[[], Evaluator], k: int) -> Evaluator:
         with self.jax.default_device(self.devices[k]):

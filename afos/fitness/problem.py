@@ -10,8 +10,6 @@ it: the exact path calls ``score``; the batched path builds one model around an 
 
 from __future__ import annotations
 
-import dataclasses
-
 import optax
 from flax import nnx
 
@@ -23,8 +21,8 @@ from afos.fitness.layers import Act
 
 def load_data(settings: FitnessSettings) -> data_lib.Dataset:
     """The dataset of ``settings``: its validation split carved by ``settings.seed``."""
-    return data_lib.load(settings.dataset, seed=settings.seed, val_fraction=settings.val_fraction,
-                         train_size=settings.train_size, val_size=settings.val_size, data_dir=settings.data_dir)
+    options = {k: getattr(settings, k) for k in data_lib.DATA_SETTINGS if k != "dataset"}
+    return data_lib.load(settings.dataset, **options)
 
 
 class FitnessProblem:
@@ -80,9 +78,3 @@ class FitnessProblem:
         opt_state = tx.init(nnx.state(model, nnx.Param))
         steps = train.make_steps(graphdef, tx)
         return train.run_epochs(steps, state, opt_state, self.dataset, self.batches(seed), on_epoch)
-
-    def with_settings(self, **changes) -> FitnessProblem:
-        """The same problem with other training settings (the data is reused if it is the same data)."""
-        settings = dataclasses.replace(self.settings, **changes)
-        same_data = all(getattr(settings, k) == getattr(self.settings, k) for k in data_lib.DATA_SETTINGS)
-        return FitnessProblem(settings, self._dataset if same_data else None)

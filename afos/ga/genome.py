@@ -4,7 +4,7 @@ A free-tree individual is any tree of the space's primitives over ``x``. A
 template individual is a tree whose shape is one of the space's templates; its
 operators (slot mutation, slot-wise crossover) keep that shape. Every operator
 draws from the global ``random`` module because DEAP's do; the search swaps its
-own seeded ``random.Random`` in around them (``search.using_rng``).
+own seeded ``random.Random`` in around them (``afos.ga.strategy.using_rng``).
 """
 
 from __future__ import annotations

@@ -26,6 +26,12 @@ def next_challenger(memo: Memo, confirmed: int) -> str | None:
     return challengers[0].fingerprint if challengers else None
 
 
+def rescored_seeds(have: int, protocol: ProtocolSettings) -> int:
+    """The number of seeds a challenger scored on ``have`` seeds is re-scored on: twice as many, at most
+    ``race_seeds``."""
+    return min(protocol.max_seeds, 2 * have)
+
+
 def budget(protocol: ProtocolSettings, population: int) -> int:
     """Re-scoring trainings one generation may spend."""
     return math.floor(protocol.race_budget * population * protocol.fitness_seeds + 1e-9)
@@ -47,7 +53,7 @@ def race(memo: Memo, protocol: ProtocolSettings, population: int, rescore_one: R
     while (fp := next_challenger(memo, protocol.max_seeds)) is not None:
         known = memo[fp]
         have = known.fitness.seeds
-        want = min(protocol.max_seeds, 2 * have)
+        want = rescored_seeds(have, protocol)
         if want - have > left:
             break
         left -= want - have

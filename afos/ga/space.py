@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from afos.errors import SpaceError
+from afos.errors import SpaceError, read_text
 from afos.expr import primitives
 
 REPRESENTATIONS = ("tree", "template")
@@ -166,7 +166,7 @@ def load(name_or_path: str | Path) -> SearchSpace:
     if path.suffix == ".toml" or len(path.parts) > 1:
         if not path.is_file():
             raise SpaceError(f"{path}: no such search space file")
-        text, source = path.read_text(), str(path)
+        text, source = read_text(path, SpaceError), str(path)
     else:
         resource = _spaces() / f"{name_or_path}.toml"
         if not resource.is_file():

@@ -135,8 +135,10 @@ class _Loop:
                 todo.setdefault(c.fingerprint, []).append(i)
         firsts = [indices[0] for indices in todo.values()]
         for j, fit in evaluator.evaluate([candidates[i] for i in firsts], self.fitness_seeds):
-            for i in todo[candidates[firsts[j]].fingerprint]:
-                emit(i, fit.status, fit, fit.seconds) if i == firsts[j] else emit(i, types.CACHED, fit, 0.0)
+            first = firsts[j]
+            emit(first, fit.status, fit, fit.seconds)
+            for i in todo[candidates[first].fingerprint][1:]:  # the same function again: its fitness reused
+                emit(i, types.CACHED, fit, 0.0)
         rescored = racing.race(self.search.learned(state, offspring, fits), self.search.config.protocol,
                                self.search.config.search.population, self._rescorer(g, len(offspring), evaluator))
         state = self.search.tell(state, offspring, fits, rescored)
@@ -179,8 +181,9 @@ class _Loop:
                 seeds[fp] = len(self.fitness_seeds)
             elif line.status == types.RESCORED and (fp in seeds or fp in known):
                 have = seeds.get(fp) or known[fp].fitness.seeds
-                out[(fp, tuple(self.seeds[have : line.seeds]))] = _added_part(line, have)
-                seeds[fp] = line.seeds
+                want = racing.rescored_seeds(have, self.search.config.protocol)  # a failed line records none
+                out[(fp, tuple(self.seeds[have:want]))] = _added_part(line, have)
+                seeds[fp] = want
         return out
 
 
@@ -198,6 +201,7 @@ def _drive(run: Run, search: Search, state: SearchState, evaluator: Evaluator,
            reporter: SearchReporter) -> SearchState:
     hint = f"resume with: afos resume {run.path}"
     with run.lock(reporter), stop_on_sigint(reporter, hint) as stop:
+        run.repair()  # a line a kill cut short: new lines start on a line of their own
         if not (run.path / CHECKPOINT).exists():
             run.write_checkpoint(search.save(state))
         loop = _Loop(run, search, evaluator, reporter, stop)
@@ -218,7 +222,7 @@ def build_evaluator(config: Config) -> tuple[Evaluator, str]:
     from afos.fitness.problem import FitnessProblem
 
     problem = FitnessProblem(config.fitness)
-    problem.dataset  # noqa: B018 - load now: fail on bad data before anything is written
+    problem.dataset  # loaded now: bad data fails before anything is written
     candidates = config.search.population * (config.search.generations + 1)
     plan = plan_lib.make_plan(config.evaluator, problem, candidates)
     return plan_lib.build(plan, problem, config.evaluator), plan.describe()
@@ -246,7 +250,8 @@ def run(config: Config, run_dir: str | Path, reporter: SearchReporter | None = N
     """
     reporter, run_dir = reporter or SilentReporter(), Path(run_dir)
     search = Search(config, describe)
-    Run.check_free(run_dir)  # before loading any data
+    search.seed_individuals()  # a warm-start function the space cannot build fails here, before any work
+    Run.check_free(run_dir)
     with _evaluator(search.config, evaluator, reporter) as scorer:
         run_ = Run.create(run_dir, search.config)
         return _drive(run_, search, search.init(), scorer, reporter)
@@ -272,9 +277,11 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
     if generations is not None:
         stored = config_lib.override(stored, search={"generations": generations})
     search = Search(stored, describe)
-    records = run_.records()
-    run_.repair()
-    state = search.restore(run_.checkpoint(), records)
+    try:
+        state = search.restore(run_.checkpoint(), run_.records())
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise RunError(f"{run_.path}: its checkpoint does not describe a search of its config "
+                       f"({type(err).__name__}: {err})") from None
     if state.generation > search.config.search.generations:
         reporter.message(f"{run_.path} already has {state.generation} generations; raise --generations to go on")
         return state

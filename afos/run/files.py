@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from afos.errors import RunError
+from afos.errors import RunError, read_text
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -56,7 +56,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Reads a file of JSON lines; a truncated last line (killed mid-write) is dropped with a warning."""
     if not path.exists():
         return []
-    text = path.read_text()
+    text = read_text(path, RunError)
     lines = text.split("\n")
     records = []
     for i, line in enumerate(lines):

@@ -30,6 +30,15 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _owner(path: Path) -> dict | None:
+    """The process a lock file names ({pid, host}), or None where it is unreadable (a damaged lock is stale)."""
+    owner = read_json_or_none(path)
+    try:
+        return {"pid": int(owner["pid"]), "host": str(owner["host"])}
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
 @contextlib.contextmanager
 def run_lock(path: Path, reporter: Messenger) -> Iterator[None]:
     """One writer per run directory (``path`` is its lock file); a lock left by a dead process is taken over."""
@@ -39,19 +48,21 @@ def run_lock(path: Path, reporter: Messenger) -> Iterator[None]:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            owner = read_json_or_none(path)
-            if owner and owner.get("host") == me["host"] and _process_alive(int(owner.get("pid", -1))):
+            owner = _owner(path)
+            if owner and owner["host"] == me["host"] and _process_alive(owner["pid"]):
                 raise RunError(f"{run_dir} is being written by process {owner['pid']} "
-                                          f"(lock file {path}); stop it first or wait for it to finish") from None
-            if owner and owner.get("host") != me["host"]:
-                raise RunError(f"{run_dir} is locked by process {owner.get('pid')} on host "
-                                          f"{owner.get('host')}; delete {path} if that process is gone") from None
-            reporter.message(f"taking over the stale lock of dead process {owner and owner.get('pid')}")
+                               f"(lock file {path}); stop it first or wait for it to finish") from None
+            if owner and owner["host"] != me["host"]:
+                raise RunError(f"{run_dir} is locked by process {owner['pid']} on host "
+                               f"{owner['host']}; delete {path} if that process is gone") from None
+            reporter.message(f"taking over the stale lock of dead process {owner and owner['pid']}")
             path.unlink(missing_ok=True)
             continue
         with os.fdopen(fd, "w") as f:
             f.write(json_text(me))
         break
+    else:  # another process took the lock between our attempts
+        raise RunError(f"{run_dir}: another process keeps taking its lock ({path}); stop it first")
     try:
         yield
     finally:

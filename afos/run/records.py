@@ -10,13 +10,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 from afos import types
 from afos.expr import Candidate
-from afos.ga.front import FrontEntry, pareto_front
+from afos.ga.front import FrontEntry
 from afos.types import Fitness
 
 ANCHOR_GENERATION = -1  # the generation of anchor lines (status types.ANCHOR)
@@ -94,21 +94,6 @@ class Evaluation:
     @property
     def scored(self) -> bool:
         return self.val_accuracy is not None
-
-
-def front_from_records(records: Iterable[Evaluation]) -> list[FrontEntry]:
-    """The front over every scored line of a log (anchors aside, re-scorings applied)."""
-    records = [r for r in records if r.status != types.ANCHOR]
-    latest = {r.fingerprint: r for r in records if r.status == types.RESCORED}
-    entries = []
-    for r in records:
-        if r.status == types.RESCORED:
-            continue
-        s = latest.get(r.fingerprint, r)
-        if s.scored:
-            entries.append(FrontEntry(r.expr, s.val_accuracy, r.complexity, s.val_loss, r.generation, r.fingerprint,
-                                      r.tree, s.val_accuracy_std, s.seeds))
-    return pareto_front(entries)
 
 
 # --- pareto.csv -------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """``Run``: one object is the way into a run directory, for every command and for notebooks.
 
-A run directory (format version ``FORMAT_VERSION``, described in docs/ARCHITECTURE.md) holds:
+A run directory (format 1, described in docs/ARCHITECTURE.md) holds:
 
 - ``config.toml``: the fully resolved configuration, search space included;
 - ``evaluations.jsonl``: one line per finished evaluation (``records.Evaluation``), appended and fsynced,
@@ -29,14 +29,14 @@ from typing import Any
 from afos import config as config_lib
 from afos import types
 from afos.config import Config
-from afos.errors import RunError
+from afos.errors import RunError, read_text
+from afos.ga import memo
 from afos.ga.front import FrontEntry, ranked
 from afos.run import records as records_lib
 from afos.run.files import append_jsonl, read_jsonl, repair_jsonl, write_text_atomic
 from afos.run.lock import Messenger, run_lock
 from afos.run.records import Evaluation
 
-FORMAT_VERSION = 1  # of the whole directory; bump (and keep reading the old one) when a file changes meaning
 CONFIG = "config.toml"
 EVALUATIONS = "evaluations.jsonl"
 CHECKPOINT = "checkpoint.json"
@@ -136,8 +136,18 @@ class Run:
     def front(self) -> list[FrontEntry]:
         """The front as ``pareto.csv`` holds it, or recomputed from the log where there is none yet."""
         path = self.path / PARETO
-        front = records_lib.front_from_csv(path.read_text()) if path.exists() else []
-        return front or records_lib.front_from_records(self.records())
+        try:
+            front = records_lib.front_from_csv(read_text(path, RunError)) if path.exists() else []
+        except (ValueError, KeyError) as err:
+            raise RunError(f"{path}: damaged ({type(err).__name__}: {err})") from None
+        return front or self.recomputed_front()
+
+    def recomputed_front(self) -> list[FrontEntry]:
+        """The front the search keeps (``memo.front_of``), rebuilt from the log: what ``pareto.csv`` holds after
+        every generation, and what a run stopped before its first generation's end has found so far."""
+        known: dict = {}
+        memo.replay(known, self.records())
+        return memo.front_of(known, self.config.protocol.max_seeds)
 
     def ranked(self) -> list[FrontEntry]:
         """The front, most accurate first (``afos.ga.front.ranked``)."""
@@ -191,7 +201,7 @@ class Run:
     def validation(self) -> list[dict[str, str]]:
         """The rows of ``validation.csv`` (empty if the run was not validated)."""
         path = self.path / VALIDATION
-        return records_lib.validation_rows(path.read_text()) if path.exists() else []
+        return records_lib.validation_rows(read_text(path, RunError)) if path.exists() else []
 
     def write_validation(self, rows: list[dict[str, Any]]) -> Path:
         write_text_atomic(self.path / VALIDATION, records_lib.validation_csv(rows))
@@ -218,7 +228,7 @@ def new_run_dir(root: str | Path = "runs") -> Path:
 
 def _read_checkpoint_file(path: Path) -> dict[str, Any]:
     data = json.loads(path.read_text())
-    if data.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise ValueError("not an afos checkpoint")
     if data.get("version", 0) > CHECKPOINT_VERSION:
         raise ValueError(f"written by a newer afos (checkpoint version {data['version']})")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from afos.config import FitnessSettings, describe_type, parse_section
-from afos.errors import AfosError, BenchError
+from afos.errors import AfosError, BenchError, read_text
 from afos.expr import STANDARD_ACTIVATIONS, parse, to_text
 from afos.expr.ir import lower
 from afos.run.rundir import CONFIG, Run
@@ -325,7 +325,10 @@ def read_spec(bench_dir: Path) -> BenchSpec:
     path = Path(bench_dir) / SPEC
     if not path.is_file():
         raise BenchError(f"{bench_dir} is not a benchmark directory (no {SPEC})")
-    return spec_from_dict(tomllib.loads(path.read_text()))
+    try:
+        return spec_from_dict(tomllib.loads(read_text(path, BenchError)))
+    except (tomllib.TOMLDecodeError, KeyError, TypeError) as err:
+        raise BenchError(f"{path}: not a benchmark specification this afos can read ({err})") from None
 
 
 # --- cells --------------------------------------------------------------------------------------

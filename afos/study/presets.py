@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from afos.errors import BenchError
+from afos.errors import BenchError, read_text
 from afos.ga.space import data_files
 from afos.study.bench import BenchSettings, check_keys
 
@@ -33,7 +33,7 @@ def load_preset(name_or_path: str | Path, quick: bool = False) -> dict[str, Any]
     if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise BenchError(f"{path}: no such preset file")
-        text, source = path.read_text(), str(path)
+        text, source = read_text(path, BenchError), str(path)
     elif str(name_or_path) in preset_names():
         text = (data_files("afos.presets", "benchmarks/presets") / f"{name_or_path}.toml").read_text()
         source = f"benchmarks/presets/{name_or_path}.toml"

@@ -20,7 +20,7 @@ from typing import Any
 
 from afos.errors import BenchError, RunError
 from afos.expr import STANDARD_ACTIVATIONS
-from afos.run.files import write_text_atomic
+from afos.run.files import read_json_or_none, write_text_atomic
 from afos.run.rundir import CONFIG, Run
 from afos.study import bench, plots, runner, stats
 
@@ -147,7 +147,7 @@ def bench_report(bench_dir: Path) -> tuple[Report, dict[str, Any]]:
     report.figure("shapes", plots.activation_shapes([(a.label, a.expression) for a in spec.activations]),
                   "Activations and their derivatives")
     env_path = bench_dir / bench.ENVIRONMENT
-    ran_on = json.loads(env_path.read_text()) if env_path.exists() else None
+    ran_on = read_json_or_none(env_path)  # a damaged one only costs the report that paragraph
     _provenance(report, (bench_dir / bench.SPEC).read_text(), ", ".join(map(str, spec.seeds)), ran_on)
     return report, analysis.to_dict()
 

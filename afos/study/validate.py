@@ -22,6 +22,7 @@ from scipy import stats as sps
 from afos.config import Config, search_seeds
 from afos.errors import ConfigError, RunError
 from afos.expr import STANDARD_ACTIVATIONS
+from afos.fitness.problem import FitnessProblem
 from afos.run.rundir import Run
 from afos.study import bench, runner
 
@@ -61,7 +62,7 @@ def validation_spec(run: Run, top: int | None = None, seeds: int | None = None, 
     if models:
         model_specs = tuple(bench.parse_model(m) for m in models)
     else:
-        options = (("topology", tuple(f.topology)),) if f.topology else ()
+        options = tuple(FitnessProblem.model_options(f).items())
         model_specs = (bench.ModelSpec(f.model, f.model, options),)
     training = dataclasses.replace(bench.TRAINING_DEFAULTS, **{k: getattr(f, k) for k in bench.TRAINING})
     return bench.BenchSpec(

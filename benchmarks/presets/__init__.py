@@ -1,1 +1,1 @@
-"""Benchmark presets (TOML), installed as ``afos.presets``; see ``afos.bench``."""
+"""Benchmark presets (TOML), installed as ``afos.presets``; see ``afos.study.presets``."""
