@@ -19,6 +19,7 @@ import tomli_w
 
 from afos.errors import ConfigError, read_text
 from afos.expr import parse
+from afos.expr.gain import GAIN_MODES
 from afos.expr.primitives import STANDARD_ACTIVATIONS
 from afos.ga import space as space_lib
 
@@ -50,6 +51,7 @@ class FitnessSettings:
     seed: int = 0  # the data split, and the first initialisation seed of fitness evaluations
     topology: tuple[int, ...] = ()  # hidden widths of the ``mlp`` model (empty: its default)
     data_dir: str = ""  # where dataset files are looked for first (empty: $AFOS_DATA_DIR, then system paths)
+    gain: str = "unit"  # "unit": train g*f with E[(g f(z))^2] = 1 on N(0, 1) (afos.expr.gain); "none": f itself
 
 
 BACKENDS = ("sequential", "batched")  # afos.fitness.evaluator: how one place trains candidates
@@ -181,6 +183,7 @@ def validate(config: Config) -> None:
         (f.epochs >= 1, "fitness.epochs must be at least 1"),
         (f.batch_size >= 1, "fitness.batch_size must be at least 1"),
         (f.learning_rate > 0, "fitness.learning_rate must be positive"),
+        (f.gain in GAIN_MODES, f"fitness.gain must be one of {', '.join(GAIN_MODES)}, got {f.gain!r}"),
         (all(w >= 1 for w in f.topology), "fitness.topology must be positive layer widths"),
         (p.fitness_seeds >= 1, "protocol.fitness_seeds must be at least 1"),
         (p.race_seeds >= 0, "protocol.race_seeds must be at least 0"),
@@ -201,15 +204,36 @@ def validate(config: Config) -> None:
         parse(text)  # raises ExpressionError (a ValueError) naming the problem
 
 
-def load(path: str | Path) -> Config:
+# What a setting meant before it existed: a run's stored config without the key is read with this value, so
+# that a run keeps the behaviour it was started with (a user's config file without it gets today's default).
+FORMAT_1 = {"fitness": {"gain": "none"}}
+
+
+def _read(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = tomllib.loads(read_text(path, ConfigError))
+        return tomllib.loads(read_text(path, ConfigError))
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML ({err})") from None
-    return from_dict(data, str(path))
+
+
+def load(path: str | Path) -> Config:
+    """A config file a user wrote: missing keys get today's defaults."""
+    return from_dict(_read(path), str(path))
+
+
+def load_stored(path: str | Path) -> tuple[Config, int]:
+    """A run's ``config.toml`` and the run format it was written in: 1 for a run started before the settings
+    of ``FORMAT_1`` existed (those keys keep the meaning they had), else 2."""
+    data = _read(path)
+    missing = {section: {k: v for k, v in keys.items() if k not in data.get(section, {})}
+               for section, keys in FORMAT_1.items()}
+    if not any(missing.values()):
+        return from_dict(data, str(path)), 2
+    filled = {**data, **{section: {**data.get(section, {}), **keys} for section, keys in missing.items()}}
+    return from_dict(filled, str(path)), 1
 
 
 def override(config: Config, **sections: dict[str, Any]) -> Config:

@@ -77,9 +77,10 @@ XS = _points()
 
 
 @functools.cache
-def _afos(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """Values and gradients of afos's jitted JAX function: what a fitness evaluation trains with."""
-    return _jax_values_and_grads(to_jax(parse(text)))
+def _afos(text: str, gain: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Values and gradients of afos's jitted JAX function: what a fitness evaluation trains with (``gain * f``
+    at unit gain)."""
+    return _jax_values_and_grads(to_jax(ir.scaled(ir.lower(parse(text)), gain)))
 
 
 def _jax_values_and_grads(fn) -> tuple[np.ndarray, np.ndarray]:
@@ -145,8 +146,8 @@ def _run_numpy(module, fn_name: str = "activation"):
 RUNNERS = {"jax": _run_jax, "flax": _run_jax, "numpy": _run_numpy, "torch": _run_torch, "tensorflow": _run_tensorflow}
 
 
-def _check_array_export(fmt: str, module, text: str, fn_name: str = "activation") -> None:
-    want_values, want_grads = _afos(text)
+def _check_array_export(fmt: str, module, text: str, fn_name: str = "activation", gain: float | None = None) -> None:
+    want_values, want_grads = _afos(text, gain)
     values, grads = RUNNERS[fmt](module, fn_name)
     assert np.asarray(values).dtype == np.float32, f"{fmt} {text}: computes in float32 like afos"
     _assert_agrees(values, want_values, f"{fmt} {text}: values")
@@ -280,10 +281,10 @@ def test_top_functions_of_a_real_run_agree_in_every_format(run_dir, tmp_path):
         module = _load(source, tmp_path / f"run_{fmt}.py")
         for it in items:
             fn_name = "activation" if len(items) == 1 else f"activation_{it.rank}"
-            _check_array_export(fmt, module, it.entry.expression, fn_name)
+            _check_array_export(fmt, module, it.entry.expression, fn_name, it.gain)
     sympy_module = _load(export.render(items, "sympy"), tmp_path / "run_sympy.py")
     exprs = [sympy_module.expr] if len(items) == 1 else [getattr(sympy_module, f"expr_{it.rank}") for it in items]
-    assert exprs == [_sympy_meaning(it.expr) for it in items]
+    assert exprs == [sympy.Float(it.gain) * _sympy_meaning(it.expr) for it in items]  # a search's default: unit gain
     assert str(run_dir) in export.render(items, "latex")
 
 
@@ -366,7 +367,7 @@ def test_cli_exports_a_run_and_an_expression(run_dir, tmp_path, capsys):
     module = _load(out.read_text(), out)
     items = export.items_from_run(run_dir, top=2)
     fn_name = "activation" if len(items) == 1 else "activation_1"
-    _check_array_export("torch", module, items[0].entry.expression, fn_name)
+    _check_array_export("torch", module, items[0].entry.expression, fn_name, items[0].gain)
     assert main(["export", str(run_dir), "--rank", "1", "--format", "sympy"]) == 0
     assert "expr = " in capsys.readouterr().out
     assert main(["export", "--expr", "x*sigmoid(x)", "--format", "latex"]) == 0
@@ -391,3 +392,18 @@ def test_cli_errors_are_one_line(run_dir, capsys, args, fragment):
     err = capsys.readouterr().err
     (line,) = [ln for ln in err.splitlines() if "error:" in ln]
     assert fragment in line
+
+
+@pytest.mark.parametrize("fmt", ARRAY_FORMATS)
+def test_a_function_trained_at_unit_gain_is_exported_with_its_gain(tmp_path, fmt):
+    from afos.expr import analyse
+
+    for i, text in enumerate(["x*sigmoid(x)", "max(x, 0)", "x*erf(x) + x", "-x*erf(exp(-x))"]):
+        candidate = analyse(parse(text), gain="unit")  # what a search with unit gain trains: g * f
+        source = export.export_source(fmt, expr=text, gain="unit")
+        assert f"g = {candidate.gain!r}" in source  # the export states it
+        module = _load(source, tmp_path / f"gain_{fmt}_{i}.py")
+        assert candidate.gain != 1.0
+        _check_array_export(fmt, module, text, gain=candidate.gain)  # g * f, as trained
+    assert r"1.414 \cdot \left(\max\left(0, x\right)\right)" in export.export_source("latex", expr="max(x, 0)",
+                                                                                       gain="unit")

@@ -17,7 +17,7 @@ DEFAULT = space.load("default")
 PSET = genome.make_pset(DEFAULT)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, derandomize=True)
 @given(st.integers(0, 2**32 - 1))
 def test_tree_to_sympy_to_text_to_parse_round_trip(seed):
     random.seed(seed)
@@ -26,7 +26,10 @@ def test_tree_to_sympy_to_text_to_parse_round_trip(seed):
     if e.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):  # e.g. div(a, sub(x, x)): no function at all
         assert not analyse(e).accepted
     else:
-        assert parse(to_text(e)) == e
+        again = parse(to_text(e))
+        # the text describes the same function; parsing may simplify what a tree left unevaluated
+        # (sqrt(Abs(x))*Abs(Abs(x)) reads back as Abs(x)**(3/2))
+        assert again == e or analyse(again).fingerprint == analyse(e).fingerprint
     # and the genome text reads back to the same tree
     assert genome.to_text(genome.from_text(genome.to_text(tree), PSET)) == genome.to_text(tree)
 
@@ -96,7 +99,7 @@ def test_numpy_screen_decides_as_the_jax_screen_of_a_search(space_name):
     assert checked >= 120 and rejected >= 3  # both kinds of decision were made
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=80, deadline=None, derandomize=True)
 @given(st.integers(0, 2**32 - 1))
 def test_numpy_values_and_derivatives_are_those_of_jax(seed):
     import jax

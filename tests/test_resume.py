@@ -316,3 +316,11 @@ def test_sigint_handler_is_restored_on_exit_but_never_over_a_later_choice():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, original)
+
+
+def test_warm_start_builds_doubled_functions_as_the_ga_does():
+    """sympy writes f + f as 2*f, which no pattern of a + b matches: the builder knows it is add(f, f)."""
+    cfg = config.override(config.Config(), search={"init_exprs": ["Max(0, 2*x)", "2*max(x, 0)", "2*x*sigmoid(x)"]})
+    s = search.Search(cfg)
+    assert [genome.to_text(ind) for ind in s.seed_individuals()] == [
+        "relu(add(x, x))", "add(relu(x), relu(x))", "mul(add(x, x), sigmoid(x))"]

@@ -120,13 +120,15 @@ class FakeTraining(PerSeed):
 
 
 def _same_files(a: Path, b: Path) -> None:
-    for name in (rundir.EVALUATIONS, rundir.PARETO, rundir.CHECKPOINT, rundir.CONFIG):
+    for name in (rundir.EVALUATIONS, rundir.PARETO, rundir.CHECKPOINT):
         assert (a / name).read_text() == (b / name).read_text(), name
+    assert Run.open(a).config == Run.open(b).config  # the same settings (a new run also writes gain = "none")
 
 
 def test_the_same_search_writes_the_same_run_as_the_version_before(tmp_path):
-    """Lines, front, checkpoint and config byte for byte: the redesign changed no behaviour."""
-    cfg = config.load(FIXTURES / "fake_v1" / rundir.CONFIG)
+    """Lines, front and checkpoint byte for byte, and the same config: the redesign changed no behaviour."""
+    cfg, run_format = config.load_stored(FIXTURES / "fake_v1" / rundir.CONFIG)
+    assert run_format == 1 and cfg.fitness.gain == "none"  # written before gain normalisation existed
     driver.run(cfg, tmp_path / "run", evaluator=FakeTraining(), describe=fake_describe)
     _same_files(tmp_path / "run", FIXTURES / "fake_v1")
 

@@ -47,7 +47,7 @@ def config_from_args(args: argparse.Namespace, base: config_lib.Config) -> confi
         base,
         search={"space": args.space, "population": args.population, "generations": args.generations,
                 "seed": args.seed, "init_exprs": _init_exprs(args)},
-        fitness={"dataset": args.dataset, "model": args.model, "epochs": args.epochs,
+        fitness={"dataset": args.dataset, "model": args.model, "epochs": args.epochs, "gain": args.gain,
                  "batch_size": args.batch_size, "seed": args.seed, "train_size": args.train_size,
                  "val_size": args.val_size, "topology": parse_topology(args.topology), "data_dir": args.data_dir},
         evaluator=_evaluator_options(args),
@@ -81,7 +81,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     reporter = RichReporter(config.search.generations)
     console.print(f"afos search: space [bold]{config.space.name}[/], dataset [bold]{config.fitness.dataset}[/], "
                   f"population {config.search.population}, generations {config.search.generations}, "
-                  f"run directory [bold]{run_dir}[/]")
+                  f"gain {config.fitness.gain}, run directory [bold]{run_dir}[/]")
     try:
         driver.run(config, run_dir, reporter)
     finally:
@@ -146,7 +146,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.quick and not args.preset:
         values = presets.apply_quick(values, {})
     given = {key: getattr(args, key) for key in ("activations", "models", "datasets", "seeds", "epochs", "batch_size",
-                                                 "train_size", "val_size", "test_size", "data_dir", "metric",
+                                                 "train_size", "val_size", "test_size", "data_dir", "gain", "metric",
                                                  "baseline", "blocks")}
     spec = bench.make_spec(values | {k: v for k, v in given.items() if v is not None})
     out = Path(args.out) if args.out else runner.default_out_dir(spec)
@@ -180,7 +180,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from afos import export
 
-    source = export.export_source(args.format, expr=args.expr, run_dir=args.run_dir, top=args.top, rank=args.rank)
+    source = export.export_source(args.format, expr=args.expr, run_dir=args.run_dir, top=args.top, rank=args.rank,
+                                  gain=args.gain or "none")
     if args.output:
         Path(args.output).write_text(source)
         console.print(f"afos export: wrote {args.format} to [bold]{args.output}[/]")

@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--top", type=int, metavar="K", help="the K most accurate functions of the front")
     which.add_argument("--rank", type=int, metavar="R", help="the R-th most accurate function (default: 1)")
     p.add_argument("--format", required=True, help="jax, flax, numpy, torch, tensorflow, latex or sympy")
+    p.add_argument("--gain", choices=("none", "unit"), help="with --expr: export it as it is (none, the default) "
+                   "or at unit gain, as a search trains it (a run's functions come with the gain they were "
+                   "trained with)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: print)")
     p.set_defaults(func=commands.cmd_export)
     return parser
@@ -67,7 +70,7 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model name (default: cnn-small; see README, Datasets and models)")
     p.add_argument("--population", type=int, help="population size (default: 16)")
     p.add_argument("--generations", type=int, help="offspring generations after the initial one (default: 6)")
-    _training_options(p, "training epochs per fitness evaluation (default: 1)")
+    _training_options(p, "training epochs per fitness evaluation (default: 1)", "unit")
     p.add_argument("--topology", help="hidden layer widths of the mlp model, e.g. 64,32")
     p.add_argument("--seed", type=int, help="the one seed of the run (default: 0)")
     p.add_argument("--backend", help="fitness evaluator: auto, sequential (exact, one compile per candidate), "
@@ -88,9 +91,12 @@ def _search_options(p: argparse.ArgumentParser) -> None:
                    help="at the end, run `afos validate` (fresh seeds, longer training, test split)")
 
 
-def _training_options(p: argparse.ArgumentParser, epochs_help: str) -> None:
+def _training_options(p: argparse.ArgumentParser, epochs_help: str, gain: str) -> None:
     """The training settings a search and a benchmark share (``afos.config.FitnessSettings``)."""
     p.add_argument("--epochs", type=int, help=epochs_help)
+    p.add_argument("--gain", choices=("unit", "none"), help="unit: train every function as g*f with "
+                   "E[(g f(z))^2] = 1 for z ~ N(0,1), comparing shapes at equal gain; none: as it is "
+                   f"(default: {gain})")
     p.add_argument("--batch-size", type=int, help="training batch size (default: 32)")
     p.add_argument("--train-size", type=int, help="use only this many training examples")
     p.add_argument("--val-size", type=int, help="use only this many validation examples")
@@ -110,7 +116,7 @@ def _benchmark_parser(sub) -> None:
     p.add_argument("--models", help="comma-separated model names; options as mlp:topology=64x32;batch_size=16")
     p.add_argument("--datasets", help="comma-separated dataset names (default: digits)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: 3)")
-    _training_options(p, "training epochs per cell (default: 5)")
+    _training_options(p, "training epochs per cell (default: 5)", "none")
     p.add_argument("--test-size", type=int, help="score on only this many test examples")
     p.add_argument("--metric", help="the compared metric (default: test_accuracy)")
     p.add_argument("--baseline", help="activation the others are tested against (default: relu)")

@@ -29,6 +29,8 @@ from afos.export import (
 )
 from afos.export.items import Item
 from afos.expr import check, parse, to_text
+from afos.expr.gain import GAIN_MODES, unit_gain
+from afos.expr.ir import lower
 from afos.run.rundir import Run
 
 __all__ = ["EXPORTERS", "ExportError", "Exporter", "Item", "export_source", "get", "items_from_run", "render"]
@@ -104,7 +106,7 @@ def items_from_run(run_dir: str | Path | Run, top: int | None = None, rank: int 
         chosen = [(rank, ranked[rank - 1])]
     validation = tuple(run.validation())
     return [Item(_parsed(entry.expression, f"{run.path}, rank {r}"), rank=r, entry=entry, run_dir=str(run.path),
-                 validation=validation) for r, entry in chosen]
+                 validation=validation, gain=entry.gain) for r, entry in chosen]
 
 
 def _parsed(text: str, where: str):
@@ -114,21 +116,25 @@ def _parsed(text: str, where: str):
         raise ExportError(f"{where}: {err}") from None
 
 
-def screened(text: str):
-    """The expression ``text`` if it is an activation afos could use: parsed, and passed by the screen a
-    search applies (``afos.expr.check``: finite, not constant, not linear, a gradient somewhere)."""
+def screened(text: str, gain: str = "none") -> Item:
+    """The expression ``text`` as an item, if it is an activation afos could use: parsed, and passed by the
+    screen a search applies (``afos.expr.check``: finite, not constant, not linear, a gradient somewhere);
+    ``gain="unit"`` exports it at unit gain (``afos.expr.gain``)."""
     expr = parse(text)
-    reason = check(expr)
+    reason = check(expr, gain)
     if reason is not None:
         # a text that simplifies to a constant says so: '1/(x-x)' is sympy's zoo
         shown = repr(text.strip()) + ("" if expr.free_symbols else f" (= {to_text(expr)})")
         raise ExportError(f"{shown} is not an activation afos would train: {reason}; nothing exported")
-    return expr
+    return Item(expr, gain=unit_gain(lower(expr))[0] if gain == "unit" else None)
 
 
 def export_source(fmt: str, *, expr: str | None = None, run_dir: str | Path | Run | None = None,
-                  top: int | None = None, rank: int | None = None) -> str:
+                  top: int | None = None, rank: int | None = None, gain: str = "none") -> str:
     """Source code in format ``fmt`` for the expression text ``expr``, or for entries of a run.
+
+    A function a run trained at unit gain is exported with its gain (what was measured); an expression is
+    exported as it is, or at unit gain with ``gain="unit"``.
 
     Raises:
         ExportError: bad format, rank, or both/neither of expr and run_dir; an expression the screen rejects.
@@ -138,10 +144,15 @@ def export_source(fmt: str, *, expr: str | None = None, run_dir: str | Path | Ru
     get(fmt)  # an unknown format fails before any work
     if (expr is None) == (run_dir is None):
         raise ExportError("give either an expression or a run directory")
+    if run_dir is not None and gain != "none":
+        raise ExportError("--gain is for an expression; a run's functions are exported with the gain they were "
+                          "trained with")
     if expr is not None:
         if top is not None or rank is not None:
             raise ExportError("top and rank select entries of a run, not of an expression")
-        items = [Item(screened(expr))]
+        if gain not in GAIN_MODES:
+            raise ExportError(f"gain must be one of {', '.join(GAIN_MODES)}, got {gain!r}")
+        items = [screened(expr, gain)]
     else:
         items = items_from_run(run_dir, top=top, rank=rank)
     return render(items, fmt)

@@ -109,15 +109,16 @@ _POWERS = {
 }
 
 
-def expression_code(expr: sympy.Expr, dialect: Dialect) -> str:
-    """One Python expression in ``x`` computing ``expr`` with ``dialect``'s safe operations.
+def expression_code(expr: sympy.Expr, dialect: Dialect, gain: float | None = None) -> str:
+    """One Python expression in ``x`` computing ``gain * expr`` (``expr`` for no gain) with ``dialect``'s safe
+    operations.
 
     Raises:
         ExportError: the expression has other symbols than x, or a part without an operation in afos's
             intermediate form.
     """
     try:
-        node = ir.lower(expr)
+        node = ir.scaled(ir.lower(expr), gain)
     except ir.LoweringError as err:
         raise ExportError(str(err)) from None
     return _Writer(dialect).code(node)

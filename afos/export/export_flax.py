@@ -17,6 +17,7 @@ _MODULE = '''class {cls}(nnx.Module):
 
 
 def render(items: Sequence[Item]) -> str:
-    modules = [_MODULE.format(cls=cls, fn=fn, text=it.text) for it, (fn, cls) in zip(items, names(items), strict=True)]
+    modules = [_MODULE.format(cls=cls, fn=fn, text=it.formula)
+               for it, (fn, cls) in zip(items, names(items), strict=True)]
     return assemble(docstring(items, "Flax (nnx)"), export_jax.function_sources(items) + modules,
                     export_jax.DIALECT, extra_imports=("from flax import nnx",))

@@ -49,7 +49,8 @@ DIALECT = Dialect(
 
 def function_sources(items: Sequence[Item]) -> list[str]:
     """The ``def activation(x)`` of each item in JAX (shared with the Flax exporter)."""
-    return [function_source(fn, expression_code(it.expr, DIALECT), f"{it.text}, elementwise (jit, grad, vmap work).")
+    return [function_source(fn, expression_code(it.expr, DIALECT, it.gain),
+                            f"{it.formula}, elementwise (jit, grad, vmap work).")
             for it, (fn, _) in zip(items, names(items), strict=True)]
 
 

@@ -27,11 +27,17 @@ def latex(expr: sympy.Expr) -> str:
     return _Printer().doprint(expr)
 
 
+def formula(item: Item) -> str:
+    """The LaTeX of what an item computes: its expression, times its gain (4 significant digits) if it has one."""
+    body = latex(item.expr)
+    return body if item.gain is None else rf"{item.gain:.4g} \cdot \left({body}\right)"
+
+
 def render(items: Sequence[Item]) -> str:
     """LaTeX with a ``%`` comment header; several items become ``name(x) = ...`` lines."""
     if len(items) == 1:
-        body = [latex(items[0].expr)]
+        body = [formula(items[0])]
     else:
         fns = [fn.replace("_", r"\_") for fn, _ in names(items)]
-        body = [rf"\mathrm{{{fn}}}(x) = {latex(it.expr)}" for it, fn in zip(items, fns, strict=True)]
+        body = [rf"\mathrm{{{fn}}}(x) = {formula(it)}" for it, fn in zip(items, fns, strict=True)]
     return header(items, "LaTeX", prefix="% ", note="") + "\n".join(body) + "\n"

@@ -58,6 +58,6 @@ _BODY_PREFIX = '    x = np.asarray(x)\n    with np.errstate(over="ignore", under
 def render(items: Sequence[Item]) -> str:
     blocks = []
     for it, (fn, _) in zip(items, names(items), strict=True):
-        code = expression_code(it.expr, DIALECT)
-        blocks.append(function_source(fn, code, f"{it.text}, elementwise on an array (values only).", _BODY_PREFIX))
+        code = expression_code(it.expr, DIALECT, it.gain)
+        blocks.append(function_source(fn, code, f"{it.formula}, elementwise on an array (values only).", _BODY_PREFIX))
     return assemble(docstring(items, "NumPy"), blocks, DIALECT)

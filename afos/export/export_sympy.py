@@ -74,6 +74,11 @@ def code(expr: sympy.Expr) -> str:
     return f"{_function(expr.func)}({', '.join(code(a) for a in expr.args)})"
 
 
+def _scaled(item: Item) -> str:
+    """The source of what an item computes: its expression, times its gain (exactly, as a Float) if it has one."""
+    return code(item.expr) if item.gain is None else f"sympy.Float({item.gain!r}) * ({code(item.expr)})"
+
+
 def render(items: Sequence[Item]) -> str:
-    lines = [f"{name} = {code(it.expr)}" for it, (name, _) in zip(items, names(items, "expr"), strict=True)]
+    lines = [f"{name} = {_scaled(it)}" for it, (name, _) in zip(items, names(items, "expr"), strict=True)]
     return docstring(items, "SymPy", _NOTE) + "\n" + _PREAMBLE + "\n\n" + "\n".join(lines) + "\n"

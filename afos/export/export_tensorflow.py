@@ -82,7 +82,7 @@ class {cls}(keras.layers.Layer):
 def render(items: Sequence[Item]) -> str:
     blocks = []
     for it, (fn, cls) in zip(items, names(items), strict=True):
-        code = expression_code(it.expr, DIALECT)
-        blocks.append(function_source(fn, code, f"{it.text}, elementwise on a tf tensor (GradientTape works)."))
-        blocks.append(_LAYER.format(cls=cls, fn=fn, text=it.text, key=it.key))
+        code = expression_code(it.expr, DIALECT, it.gain)
+        blocks.append(function_source(fn, code, f"{it.formula}, elementwise on a tf tensor (GradientTape works)."))
+        blocks.append(_LAYER.format(cls=cls, fn=fn, text=it.formula, key=it.key))
     return assemble(docstring(items, "TensorFlow / Keras"), blocks, DIALECT)

@@ -68,7 +68,7 @@ _MODULE = '''class {cls}(torch.nn.Module):
 def render(items: Sequence[Item]) -> str:
     blocks = []
     for it, (fn, cls) in zip(items, names(items), strict=True):
-        code = expression_code(it.expr, DIALECT)
-        blocks.append(function_source(fn, code, f"{it.text}, elementwise on a tensor (autograd works)."))
-        blocks.append(_MODULE.format(cls=cls, fn=fn, text=it.text))
+        code = expression_code(it.expr, DIALECT, it.gain)
+        blocks.append(function_source(fn, code, f"{it.formula}, elementwise on a tensor (autograd works)."))
+        blocks.append(_MODULE.format(cls=cls, fn=fn, text=it.formula))
     return assemble(docstring(items, "PyTorch"), blocks, DIALECT)

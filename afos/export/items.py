@@ -27,6 +27,8 @@ class Item:
         entry: its row of the run's pareto.csv, if from a run.
         run_dir: the run directory it comes from, if any.
         validation: the run's ``validation.csv`` rows, if any (``Run.validation``).
+        gain: the ``g`` of a function trained at unit gain, ``g * expr`` (``afos.expr.gain``): the exported
+            code computes ``g * expr``, what was measured. None: the expression as it is.
     """
 
     expr: sympy.Expr
@@ -34,11 +36,18 @@ class Item:
     entry: FrontEntry | None = None
     run_dir: str | None = None
     validation: tuple[dict[str, str], ...] = ()
+    gain: float | None = None
 
     @property
     def text(self) -> str:
+        """The expression (without its gain)."""
         text = to_text(self.expr)
         return text if _PLAIN.fullmatch(text) else repr(text)
+
+    @property
+    def formula(self) -> str:
+        """What the exported function computes: the expression, times its gain if it has one."""
+        return self.text if self.gain is None else f"{self.gain!r}*({self.text})"
 
     @property
     def key(self) -> str:
@@ -48,6 +57,9 @@ class Item:
     def provenance(self) -> list[str]:
         """Lines saying where the function comes from and how it scored."""
         lines = [f"Expression: {self.text}"]
+        if self.gain is not None:
+            lines.append(f"Gain: trained, and computed here, as g * ({self.text}) with g = {self.gain!r}, "
+                         "afos's unit gain (E[(g f(z))^2] = 1 for z ~ N(0, 1))")
         if self.run_dir is not None:
             rank = "" if self.rank is None else f" (rank {self.rank} by validation accuracy on the Pareto front)"
             lines.append(f"Run: {self.run_dir!r}{rank}")

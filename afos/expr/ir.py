@@ -76,6 +76,11 @@ class Node:
         yield self
 
 
+def scaled(node: Node, gain: float | None) -> Node:
+    """``gain * node`` (a function trained at unit gain, ``afos.expr.gain``); ``node`` itself for no gain."""
+    return node if gain is None or gain == 1.0 else Node("mul", (Node("const", (), float(gain)), node))
+
+
 def _constant(expr: sympy.Expr) -> Node:
     if not expr.is_real or not expr.is_finite:
         raise LoweringError(f"constant {expr} is not a finite real number")

@@ -170,8 +170,9 @@ def _eval(node: ir.Node, x: np.ndarray) -> Pair:
     return UNARY[node.op](parts[0])
 
 
-def values_and_derivatives(node: ir.Node, points: np.ndarray) -> Pair:
-    """The function of ``node`` and its derivative at ``points``, in float32 (overflow gives inf, not a warning)."""
-    x = np.asarray(points, np.float32)
+def values_and_derivatives(node: ir.Node, points: np.ndarray, dtype=np.float32) -> Pair:
+    """The function of ``node`` and its derivative at ``points``, in float32 like afos's training (or ``dtype``);
+    overflow gives inf, not a warning."""
+    x = np.asarray(points, dtype)
     with np.errstate(all="ignore"):
         return _eval(node, x)

@@ -6,6 +6,11 @@ expressions computing the same function are trained once. ``analyse`` measures b
 every search so far has (fingerprints are stored in run directories and must not move); ``check`` applies
 the same screen to values and derivatives computed with NumPy (``afos.expr.numeric``), for the commands
 that do not load JAX (``afos export``).
+
+Under unit gain (``afos.expr.gain``) a candidate is the function ``g * f``: the screen and the fingerprint
+read ``g * f``, so ``f`` and ``3*f`` share a fingerprint and are trained once, and a function without a
+finite positive second moment on N(0, 1) inputs is rejected. Without gain (``gain="none"``, every run of
+format 1) nothing of this applies and every number is what it always was.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 import sympy
 
 from afos.expr import ir
+from afos.expr.gain import unit_gain
 from afos.expr.parse import canonical_key, to_text
 
 # Points of the screen ([-10, 10], dense) and of the fingerprint (also beyond).
@@ -37,6 +43,7 @@ class Candidate:
         key: its canonical key (sympy's ``srepr``).
         fingerprint: hash of its values on ``FINGERPRINT_POINTS``: equal functions, equal fingerprint.
         reason: why the screen rejected it, or None.
+        gain: the ``g`` it is trained with (``g * f``), or None where gain normalisation is off.
     """
 
     expr: sympy.Expr
@@ -44,6 +51,7 @@ class Candidate:
     key: str
     fingerprint: str
     reason: str | None
+    gain: float | None = None
 
     @property
     def accepted(self) -> bool:
@@ -56,8 +64,9 @@ class Candidate:
 
     @cached_property
     def node(self) -> ir.Node:
-        """The intermediate form (raises ``ir.LoweringError`` for a candidate the screen could not lower)."""
-        return ir.lower(self.expr)
+        """The intermediate form of what is trained, ``gain * f`` (``ir.LoweringError`` for a candidate the
+        screen could not lower)."""
+        return ir.scaled(ir.lower(self.expr), self.gain)
 
 
 def fingerprint(values: np.ndarray) -> str:
@@ -96,21 +105,31 @@ def _jax_values_and_grads(fn, points: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return np.asarray(values, dtype=np.float64), np.asarray(grads, dtype=np.float64)
 
 
-def analyse(expr: sympy.Expr) -> Candidate:
-    """Canonical key, fingerprint and screen of one expression, measured with JAX (no training)."""
+def analyse(expr: sympy.Expr, gain: str = "none") -> Candidate:
+    """Canonical key, fingerprint and screen of one expression, measured with JAX (no training).
+
+    Args:
+        gain: ``"unit"`` to screen and fingerprint ``g * f`` (``afos.expr.gain``), ``"none"`` for ``f``.
+    """
     from afos.expr.compile import to_jax
 
     text, key = to_text(expr), canonical_key(expr)
     try:
-        fn = to_jax(expr)
+        node = ir.lower(expr)
+        fn = to_jax(node)
         values, grads = _jax_values_and_grads(fn, SCREEN_POINTS)
         fp_values, _ = _jax_values_and_grads(fn, FINGERPRINT_POINTS)
     except ir.LoweringError as err:
         return Candidate(expr, text, key, "compile-error:" + key[:32], f"compile error: {err.logged}")
-    return Candidate(expr, text, key, fingerprint(fp_values), screen(values, grads))
+    if gain == "none":
+        return Candidate(expr, text, key, fingerprint(fp_values), screen(values, grads))
+    g, reason = unit_gain(node)
+    if reason is not None:
+        return Candidate(expr, text, key, fingerprint(fp_values), reason)
+    return Candidate(expr, text, key, fingerprint(g * fp_values), screen(g * values, g * grads), g)
 
 
-def check(expr: sympy.Expr) -> str | None:
+def check(expr: sympy.Expr, gain: str = "none") -> str | None:
     """Why the screen rejects ``expr`` (None: it is a usable activation), with NumPy: JAX is not loaded."""
     from afos.expr.numeric import values_and_derivatives
 
@@ -118,4 +137,8 @@ def check(expr: sympy.Expr) -> str | None:
         node = ir.lower(expr)
     except ir.LoweringError as err:
         return str(err)
-    return screen(*values_and_derivatives(node, SCREEN_POINTS))
+    g, reason = unit_gain(node) if gain == "unit" else (1.0, None)
+    if reason is not None:
+        return reason
+    values, slopes = values_and_derivatives(node, SCREEN_POINTS)
+    return screen(g * values.astype(np.float64), g * slopes.astype(np.float64))

@@ -19,6 +19,7 @@ class FrontEntry:
     tree: str
     val_accuracy_std: float | None = None  # across the seeds below (None for one seed)
     seeds: int = 1  # initialisation seeds the accuracy is the mean of
+    gain: float | None = None  # trained as gain * expression (unit gain), or None: no gain normalisation
 
 
 def pareto_front(entries: Iterable[FrontEntry]) -> list[FrontEntry]:

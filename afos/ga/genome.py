@@ -190,21 +190,35 @@ def _best_tree(e: sympy.Expr, depth: int, patterns, memo) -> list[str] | None:
         return memo[(e, depth)]
     best, best_cost = None, None
     for name, pattern in patterns:
-        match = e.match(pattern)
-        if not match:
-            continue
-        args = [match.get(w) for w in ((_A, _B) if pattern.has(_B) else (_A,))]
-        if any(a is None or a == e or a.is_Number for a in args):
-            continue
-        parts = [_best_tree(a, depth - 1, patterns, memo) for a in args]
-        if any(p is None for p in parts):
-            continue
-        tree = [name] + [n for part in parts for n in part]
-        cost = sum(primitives.get(n).cost if n != "x" else 1 for n in tree)
-        if best_cost is None or cost < best_cost:
-            best, best_cost = tree, cost
+        for args in _arguments(e, name, pattern):
+            if any(a == e for a in args):
+                continue
+            parts = [_best_tree(a, depth - 1, patterns, memo) for a in args]
+            if any(p is None for p in parts):
+                continue
+            tree = [name] + [n for part in parts for n in part]
+            cost = sum(primitives.get(n).cost if n != "x" else 1 for n in tree)
+            if best_cost is None or cost < best_cost:
+                best, best_cost = tree, cost
     memo[(e, depth)] = best
     return best
+
+
+def _arguments(e: sympy.Expr, name: str, pattern: sympy.Expr) -> list[list[sympy.Expr]]:
+    """The argument lists with which primitive ``name`` (of sympy form ``pattern``) computes ``e``.
+
+    sympy writes ``f + f`` as ``2*f``, which no pattern of ``a + b`` matches: a doubled ``e`` is also
+    ``add(f, f)`` (the GA builds ``Max(0, 2*x)`` as ``relu(add(x, x))``).
+    """
+    out = []
+    match = e.match(pattern)
+    args = [match.get(w) for w in ((_A, _B) if pattern.has(_B) else (_A,))] if match else None
+    if args and not any(a is None or a.is_Number for a in args):
+        out.append(args)
+    coefficient, rest = e.as_coeff_Mul()
+    if name == "add" and coefficient == 2 and not rest.is_Number:
+        out.append([rest, rest])
+    return out
 
 
 def _argument_splits(e: sympy.Expr, name: str) -> list[list[sympy.Expr]]:
@@ -213,13 +227,10 @@ def _argument_splits(e: sympy.Expr, name: str) -> list[list[sympy.Expr]]:
         return [[e]]
     p = primitives.get(name)
     pattern = p.sympy_fn(_A) if p.arity == 1 else p.sympy_fn(_A, _B)
-    match = e.match(pattern)
-    args = [match.get(w) for w in (_A, _B)[: p.arity]] if match else None
-    if not args or any(a is None or a.is_Number for a in args):
-        return []
+    splits = _arguments(e, name, pattern)
     if p.arity == 2 and pattern == p.sympy_fn(_B, _A):
-        return [args, args[::-1]]
-    return [args]
+        return [args for split in splits for args in (split, split[::-1])]
+    return splits
 
 
 def _match_template(e: sympy.Expr, slots: list[str], pos: int, space: SearchSpace):

@@ -26,16 +26,18 @@ class Known:
     tree: str
     expr: str
     generation: int
+    gain: float | None = None  # trained as gain * expr (unit gain), or None
 
 
 Memo = dict[str, Known]  # fingerprint -> what is known of that function
 
 
-def learn(memo: Memo, fingerprint: str, complexity: int, tree: str, expr: str, fit: Fitness, generation: int) -> None:
-    """Records a scored function, keeping its simplest tree and the generation it was first seen in."""
+def learn(memo: Memo, fingerprint: str, complexity: int, tree: str, expr: str, fit: Fitness, generation: int,
+          gain: float | None = None) -> None:
+    """Records a scored function, keeping its simplest tree (with its gain) and the generation it was first seen."""
     old = memo.get(fingerprint)
     if old is None or complexity < old.complexity:
-        memo[fingerprint] = Known(fit, complexity, tree, expr, generation if old is None else old.generation)
+        memo[fingerprint] = Known(fit, complexity, tree, expr, generation if old is None else old.generation, gain)
 
 
 def rescore(memo: Memo, fingerprint: str, fit: Fitness) -> None:
@@ -52,6 +54,7 @@ class Line(Protocol):
     tree: str
     expr: str
     generation: int
+    gain: float | None
 
     @property
     def fitness(self) -> Fitness: ...
@@ -63,7 +66,8 @@ def replay(memo: Memo, lines: Iterable[Line]) -> None:
         if line.status == types.RESCORED:
             rescore(memo, line.fingerprint, line.fitness)
         elif line.status not in (types.REJECTED, types.ANCHOR):
-            learn(memo, line.fingerprint, line.complexity, line.tree, line.expr, line.fitness, line.generation)
+            learn(memo, line.fingerprint, line.complexity, line.tree, line.expr, line.fitness, line.generation,
+                  line.gain)
 
 
 def front_of(memo: Memo, confirmed: int = 1) -> list[FrontEntry]:
@@ -76,7 +80,7 @@ def front_of(memo: Memo, confirmed: int = 1) -> list[FrontEntry]:
     """
     entries = [
         FrontEntry(k.expr, k.fitness.val_accuracy, k.complexity, k.fitness.val_loss, k.generation, fp, k.tree,
-                   k.fitness.val_accuracy_std, k.fitness.seeds)
+                   k.fitness.val_accuracy_std, k.fitness.seeds, k.gain)
         for fp, k in memo.items()
         if k.fitness.status == types.OK
     ]

@@ -118,8 +118,9 @@ class Search:
         known = dict(state.known)
         for ind, fit in zip(offspring, fitnesses, strict=True):
             if fit is not None:
-                memo.learn(known, self.candidate(ind).fingerprint, genome.complexity(ind), genome.to_text(ind),
-                           self.candidate(ind).text, fit, state.generation)
+                c = self.candidate(ind)
+                memo.learn(known, c.fingerprint, genome.complexity(ind), genome.to_text(ind), c.text, fit,
+                           state.generation, c.gain)
         return known
 
     def tell(self, state: SearchState, offspring: Sequence[genome.Individual], fitnesses: Sequence[Fitness | None],

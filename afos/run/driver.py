@@ -16,6 +16,7 @@ from the state alone, so resuming reuses them like any other line.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
@@ -239,17 +240,22 @@ def _evaluator(config: Config, given: Evaluator | None, reporter: SearchReporter
         yield evaluator
 
 
+def screen_of(config: Config) -> Describe:
+    """The screen of a run's candidates: ``afos.expr.analyse`` with the run's gain mode."""
+    return functools.partial(analyse, gain=config.fitness.gain)
+
+
 def run(config: Config, run_dir: str | Path, reporter: SearchReporter | None = None,
-        evaluator: Evaluator | None = None, describe: Describe = analyse) -> SearchState:
+        evaluator: Evaluator | None = None, describe: Describe | None = None) -> SearchState:
     """Runs a new search into ``run_dir`` and returns its final state.
 
     Args:
         evaluator: what scores candidates (default: the one ``config.evaluator`` plans; it is closed at the
             end). A given one is the caller's to close.
-        describe: the screen of candidates (``afos.expr.analyse``).
+        describe: the screen of candidates (default: ``screen_of(config)``).
     """
     reporter, run_dir = reporter or SilentReporter(), Path(run_dir)
-    search = Search(config, describe)
+    search = Search(config, describe or screen_of(config))
     search.seed_individuals()  # a warm-start function the space cannot build fails here, before any work
     Run.check_free(run_dir)
     with _evaluator(search.config, evaluator, reporter) as scorer:
@@ -259,7 +265,7 @@ def run(config: Config, run_dir: str | Path, reporter: SearchReporter | None = N
 
 def resume(run_dir: str | Path, generations: int | None = None, config: Config | None = None,
            reporter: SearchReporter | None = None, evaluator: Evaluator | None = None,
-           describe: Describe = analyse) -> SearchState:
+           describe: Describe | None = None) -> SearchState:
     """Continues the run in ``run_dir`` to ``generations`` (default: its configured number).
 
     ``config``, if given, must equal the stored one except for what a resume may change
@@ -276,7 +282,10 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
         stored = config_lib.override(stored, evaluator=placement)
     if generations is not None:
         stored = config_lib.override(stored, search={"generations": generations})
-    search = Search(stored, describe)
+    if run_.format == 1:
+        reporter.message(f"{run_.path} was started before gain normalisation existed: it goes on as it began, "
+                         "training every function as it is (fitness.gain = none)")
+    search = Search(stored, describe or screen_of(stored))
     try:
         state = search.restore(run_.checkpoint(), run_.records())
     except (KeyError, TypeError, ValueError, IndexError) as err:

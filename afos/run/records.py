@@ -37,6 +37,8 @@ class Evaluation:
         reason: why it was rejected or failed, else None.
         val_accuracy, val_loss, val_accuracy_std, seeds, seed_accuracies: the fitness (``fitness``).
         seconds: what this line cost (0 for lines that reuse a fitness).
+        gain: the ``g`` the function was trained with (``g * f``, unit gain), or None: gain normalisation off
+            (a run of format 1 has no such field).
     """
 
     generation: int
@@ -54,6 +56,7 @@ class Evaluation:
     seeds: int
     seed_accuracies: tuple[float, ...]
     seconds: float
+    gain: float | None = None
 
     @classmethod
     def of(cls, generation: int, index: int, tree: str, complexity: int, candidate: Candidate, status: str,
@@ -64,7 +67,7 @@ class Evaluation:
             generation, index, tree, candidate.text, candidate.key_hash, candidate.fingerprint, complexity, status,
             fit.reason if fit else candidate.reason,
             fit.val_accuracy if fit else None, fit.val_loss if fit else None, fit.val_accuracy_std if fit else None,
-            fit.seeds if scored else 0, fit.accuracies if scored else (), round(seconds, 4))
+            fit.seeds if scored else 0, fit.accuracies if scored else (), round(seconds, 4), candidate.gain)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Evaluation:
@@ -77,6 +80,8 @@ class Evaluation:
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["seed_accuracies"] = list(self.seed_accuracies)
+        if self.gain is None:
+            del out["gain"]  # the lines of runs without gain normalisation are those of format 1
         return out
 
     @property
@@ -100,22 +105,28 @@ class Evaluation:
 
 PARETO_COLUMNS = ("expression", "val_accuracy", "complexity", "val_loss", "generation", "fingerprint", "tree",
                   "val_accuracy_std", "seeds")
+GAIN_COLUMN = "gain"  # after the others, in runs with gain normalisation only (format 1 has none)
 
 
 def pareto_csv(front: Sequence[FrontEntry]) -> str:
+    columns = PARETO_COLUMNS + ((GAIN_COLUMN,) if any(e.gain is not None for e in front) else ())
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(PARETO_COLUMNS)
+    writer.writerow(columns)
     for e in front:
-        writer.writerow(["" if getattr(e, c) is None else getattr(e, c) for c in PARETO_COLUMNS])
+        writer.writerow(["" if getattr(e, c) is None else getattr(e, c) for c in columns])
     return buf.getvalue()
+
+
+def _number(text: str | None, kind=float):
+    return kind(text) if text else None
 
 
 def front_from_csv(text: str) -> list[FrontEntry]:
     return [
-        FrontEntry(r["expression"], float(r["val_accuracy"]), int(r["complexity"]),
-                   float(r["val_loss"]) if r["val_loss"] else None, int(r["generation"]), r["fingerprint"], r["tree"],
-                   float(r["val_accuracy_std"]) if r.get("val_accuracy_std") else None, int(r.get("seeds") or 1))
+        FrontEntry(r["expression"], float(r["val_accuracy"]), int(r["complexity"]), _number(r["val_loss"]),
+                   int(r["generation"]), r["fingerprint"], r["tree"], _number(r.get("val_accuracy_std")),
+                   int(r.get("seeds") or 1), _number(r.get(GAIN_COLUMN)))
         for r in csv.DictReader(text.splitlines())
     ]
 

@@ -54,11 +54,13 @@ class Run:
 
     Attributes:
         path: the directory.
-        config: its configuration (``config.toml``).
+        config: its configuration (``config.toml``; settings added after the run was written keep the meaning
+            they had then: ``config.FORMAT_1``).
+        format: the run format it was written in (1: before gain normalisation; 2: today's).
     """
 
-    def __init__(self, path: Path, config: Config):
-        self.path, self.config = path, config
+    def __init__(self, path: Path, config: Config, run_format: int = 2):
+        self.path, self.config, self.format = path, config, run_format
         self._records: list[Evaluation] | None = None
         self._by_identity: dict[tuple[int, int], Evaluation] = {}
 
@@ -70,7 +72,7 @@ class Run:
             raise RunError(f"{path}: no such directory")
         if not (path / CONFIG).is_file():
             raise RunError(f"{path} is not an afos run directory (no {CONFIG})")
-        return cls(path, config_lib.load(path / CONFIG))
+        return cls(path, *config_lib.load_stored(path / CONFIG))
 
     @classmethod
     def create(cls, path: str | Path, config: Config) -> Run:

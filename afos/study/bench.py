@@ -24,6 +24,7 @@ from typing import Any
 from afos.config import FitnessSettings, describe_type, parse_section
 from afos.errors import AfosError, BenchError, read_text
 from afos.expr import STANDARD_ACTIVATIONS, parse, to_text
+from afos.expr.gain import GAIN_MODES, unit_gain
 from afos.expr.ir import lower
 from afos.run.rundir import CONFIG, Run
 
@@ -40,9 +41,11 @@ METRICS: dict[str, bool] = {
 BLOCK_UNITS = ("run", "case")  # a Friedman block is one (case, seed) run, or one case averaged over seeds
 # The training settings a benchmark sets for all its cells: fields of FitnessSettings (dataset, model and
 # seed differ per cell; topology is a model option), in a [benchmark] table beside the keys of BenchSettings.
-TRAINING = ("epochs", "batch_size", "learning_rate", "val_fraction", "train_size", "val_size", "data_dir")
-# A benchmark trains longer than a search's fitness evaluation; its other training defaults are the search's.
-TRAINING_DEFAULTS = FitnessSettings(epochs=5)
+TRAINING = ("epochs", "batch_size", "learning_rate", "val_fraction", "train_size", "val_size", "data_dir", "gain")
+# A benchmark trains longer than a search's fitness evaluation, and the functions as they are (a study compares
+# published activations; `gain = "unit"` compares their shapes at equal gain, as a search does); its other
+# training defaults are the search's.
+TRAINING_DEFAULTS = FitnessSettings(epochs=5, gain="none")
 # Model options a cell may set besides the model's own (``topology`` of mlp): what changes per model.
 MODEL_SETTINGS = ("batch_size", "learning_rate", "val_fraction", "train_size", "val_size", "data_dir", "topology")
 
@@ -292,10 +295,16 @@ def _validate(spec: BenchSpec) -> None:
         (all(1 <= e <= spec.epochs for e in spec.case_epochs), f"case_epochs must lie in 1..{spec.epochs}"),
         (len(set(spec.seeds)) == len(spec.seeds), "seeds must differ"),
         (len({m.label for m in spec.models}) == len(spec.models), "model labels must differ"),
+        (spec.training.gain in GAIN_MODES, f"gain must be one of {', '.join(GAIN_MODES)}, got {spec.training.gain!r}"),
     ]
     for ok, message in checks:
         if not ok:
             raise BenchError(message)
+    if spec.training.gain == "unit":
+        for act in spec.activations:
+            reason = unit_gain(lower(parse(act.expression)))[1]
+            if reason is not None:
+                raise BenchError(f"activation {act.label!r} cannot be trained at unit gain: {reason}")
 
 
 def spec_to_dict(spec: BenchSpec) -> dict[str, Any]:
@@ -334,15 +343,16 @@ def read_spec(bench_dir: Path) -> BenchSpec:
 # --- cells --------------------------------------------------------------------------------------
 
 # The settings a cell's key was made of when benchmark directories were first written; a setting added
-# later enters the key only where it differs from its default, so that older results keep their keys.
+# later enters the key only where it differs from the value that means what cells meant before it existed
+# (KEY_LEGACY), so that older results keep their keys.
 KEY_SETTINGS = ("dataset", "model", "epochs", "batch_size", "learning_rate", "val_fraction", "train_size",
                 "val_size", "seed", "topology", "data_dir")
+KEY_LEGACY = {"gain": "none"}
 
 
 def cell_key(expression: str, settings: FitnessSettings, test_size: int) -> str:
     values = dataclasses.asdict(settings)
-    default = dataclasses.asdict(FitnessSettings())
-    ident = {k: v for k, v in values.items() if k in KEY_SETTINGS or v != default[k]}
+    ident = {k: v for k, v in values.items() if k in KEY_SETTINGS or v != KEY_LEGACY[k]}
     text = json.dumps([expression, ident, test_size], sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 

@@ -18,7 +18,9 @@ from typing import Any, Protocol
 import tomli_w
 
 from afos.config import FitnessSettings
-from afos.expr import parse
+from afos.errors import BenchError
+from afos.expr import ir, parse
+from afos.expr.gain import unit_gain
 from afos.fitness.data import DATA_SETTINGS, Dataset, Split
 from afos.fitness.problem import FitnessProblem
 from afos.run.files import append_jsonl, read_jsonl, repair_jsonl, write_text_atomic
@@ -48,10 +50,15 @@ def run_cell(cell: Cell, problem: FitnessProblem, test_size: int = 0) -> dict[st
             row[f"{split_name}_accuracy"] = _finite(acc)
         history.append(row)
 
-    act = to_jax(parse(cell.activation.expression))
+    node, gain = ir.lower(parse(cell.activation.expression)), None
+    if cell.settings.gain == "unit":
+        gain, reason = unit_gain(node)
+        if reason is not None:
+            raise BenchError(f"activation {cell.activation.label!r} cannot be trained at unit gain: {reason}")
     start = time.perf_counter()
-    result = problem.score(act, cell.seed, on_epoch)
-    return {
+    result = problem.score(to_jax(ir.scaled(node, gain)), cell.seed, on_epoch)
+    gained = {} if gain is None else {"gain": gain}
+    return gained | {
         "key": cell.key, "activation": cell.activation.label, "expr": cell.activation.expression,
         "model": cell.model.label, "model_name": cell.model.name, "dataset": cell.dataset, "seed": cell.seed,
         "epochs": cell.settings.epochs, "diverged": bool(result.diverged), "history": history,
