@@ -17,6 +17,8 @@ from rich.progress import (
 from rich.table import Table
 
 from afos import types
+from afos.expr import parse
+from afos.expr.names import known_as, label
 from afos.ga.front import FrontEntry, ranked
 from afos.run.records import Evaluation, format_validation_row
 from afos.run.rundir import Run
@@ -106,7 +108,7 @@ def front_table(front: list[FrontEntry], title: str) -> Table:
     for e in front:
         loss = "" if e.val_loss is None else f"{e.val_loss:.4f}"
         acc = f"{e.val_accuracy:.4f}" + ("" if e.val_accuracy_std is None else f" ± {e.val_accuracy_std:.4f}")
-        table.add_row(str(e.complexity), acc, loss, str(e.generation), e.expression, str(e.seeds))
+        table.add_row(str(e.complexity), acc, loss, str(e.generation), label(e.expression), str(e.seeds))
     return table
 
 
@@ -125,14 +127,18 @@ def anchors_table(anchors: list[Evaluation], title: str) -> Table:
 
 
 def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation]) -> str:
-    """One line: does the front's best beat the best anchor on validation accuracy (not yet a test result)?"""
+    """One line: does the front's best beat the best anchor on validation accuracy (not yet a test result)?
+
+    A known function at another scale is called what it is, never a discovery."""
     scored = [r for r in anchors if r.scored]
     if not front or not scored:
         return "nothing to compare yet"
     best, anchor = ranked(front)[0], max(scored, key=lambda r: r.val_accuracy)
     verb = "beats" if best.val_accuracy > anchor.val_accuracy else "does not beat"
+    known = known_as(parse(best.expression))
+    what = "" if known is None else f", which is {known}: a known function, not a discovery"
     return (f"best of the front {best.expression} ({best.val_accuracy:.4f}) {verb} the best anchor {anchor.tree} "
-            f"({anchor.val_accuracy:.4f}) on validation accuracy; `afos validate` checks it on the test split")
+            f"({anchor.val_accuracy:.4f}) on validation accuracy{what}; `afos validate` checks it on the test split")
 
 
 def validation_table(rows: list[dict[str, str]], title: str) -> Table:

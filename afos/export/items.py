@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import sympy
 
 from afos.expr import to_text
+from afos.expr.names import known_as
 from afos.ga.front import FrontEntry
 from afos.run.records import format_validation_row
 
@@ -57,6 +58,9 @@ class Item:
     def provenance(self) -> list[str]:
         """Lines saying where the function comes from and how it scored."""
         lines = [f"Expression: {self.text}"]
+        known = known_as(self.expr)
+        if known is not None:
+            lines.append(f"Known function: {known} (a standard activation at another input or output scale)")
         if self.gain is not None:
             lines.append(f"Gain: trained, and computed here, as g * ({self.text}) with g = {self.gain!r}, "
                          "afos's unit gain (E[(g f(z))^2] = 1 for z ~ N(0, 1))")

@@ -20,6 +20,7 @@ from typing import Any
 
 from afos.errors import BenchError, RunError
 from afos.expr import STANDARD_ACTIVATIONS
+from afos.expr.names import label
 from afos.run.files import read_json_or_none, write_text_atomic
 from afos.run.rundir import CONFIG, Run
 from afos.study import bench, plots, runner, stats
@@ -169,7 +170,7 @@ def run_report(run_dir: Path) -> tuple[Report, dict[str, Any]]:
     report.table((["complexity", "val_accuracy", "val_loss", "generation", "expression"],
                   [[str(e.complexity), f"{e.val_accuracy:.4f}",
                     "" if e.val_loss is None or not math.isfinite(e.val_loss) else f"{e.val_loss:.4f}",
-                    str(e.generation), e.expression] for e in front]))
+                    str(e.generation), label(e.expression)] for e in front]))
     report.figure("pareto", plots.pareto_front(records, front), "Evaluated functions and the Pareto front")
     report.heading("Fitness per generation")
     report.figure("history", plots.fitness_history(records), "Best and median validation accuracy")

@@ -1,0 +1,100 @@
+"""Names for known functions: is ``f`` a standard activation up to input and output scale?
+
+A search that crowns ``x*erf(x) + x`` has found ``sqrt(2)*gelu(sqrt(2)*x)``, and ``Max(0, 2*x)`` is ``2*relu(x)``:
+known functions at another scale, not discoveries. ``known_as(expr)`` fits ``f(x) ~ a * s(b * x)`` for every
+standard activation ``s`` (``b > 0``; ``a`` by least squares for each ``b``, ``b`` by a log-spaced grid refined
+with a bounded scalar search) on a probe of [-6, 6] and names the first ``s`` that fits to a relative RMS error
+below ``TOLERANCE``; the scales are written as simple numbers where they are one (``sqrt(2)``, ``1/2``, ``3``).
+NumPy only (``afos.expr.numeric``): ``afos show`` and ``afos export`` name functions without JAX.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import sympy
+from scipy.optimize import minimize_scalar
+
+from afos.errors import AfosError
+from afos.expr import ir, numeric
+from afos.expr.parse import parse
+from afos.expr.primitives import STANDARD_ACTIVATIONS, X
+
+PROBE = np.linspace(-6.0, 6.0, 481)
+TOLERANCE = 1e-4  # relative RMS error of the fit: equal up to float rounding and the probe's resolution
+# The activations a function is named after, most familiar first (silu is swish's other name).
+KNOWN = ("relu", "leaky_relu", "gelu", "swish", "elu", "selu", "mish", "softplus", "sigmoid", "tanh")
+_INPUT_SCALES = np.exp(np.linspace(np.log(1 / 16), np.log(16), 97))
+_NAMED = (sympy.sqrt(2), sympy.sqrt(3), sympy.pi)
+
+
+def _values(node: ir.Node, points: np.ndarray = PROBE) -> np.ndarray:
+    return numeric.values_and_derivatives(node, points, np.float64)[0]
+
+
+@functools.cache
+def _standard(name: str) -> ir.Node:
+    return ir.lower(parse(STANDARD_ACTIVATIONS[name]))
+
+
+def _homogeneous(node: ir.Node) -> bool:
+    """Whether ``s(b*x) = b*s(x)`` for ``b > 0`` (relu, leaky relu): then the input scale is not identifiable."""
+    return bool(np.allclose(_values(node, 2 * PROBE), 2 * _values(node), rtol=1e-9, atol=1e-12))
+
+
+def _fit(f: np.ndarray, node: ir.Node) -> tuple[float, float, float]:
+    """(a, b, relative RMS error) of the best ``a * s(b * x)`` for the values ``f`` of a function on PROBE."""
+    norm = math.sqrt(float(np.mean(f * f)))
+
+    def error(b: float) -> tuple[float, float]:
+        s = _values(node, b * PROBE)
+        ss = float(np.dot(s, s))
+        a = float(np.dot(f, s)) / ss if ss > 0 else 0.0
+        return a, math.sqrt(float(np.mean((f - a * s) ** 2))) / norm
+
+    if _homogeneous(node):
+        return (*error(1.0)[:1], 1.0, error(1.0)[1])
+    errors = [error(b)[1] for b in _INPUT_SCALES]
+    k = int(np.argmin(errors))
+    lo, hi = _INPUT_SCALES[max(k - 1, 0)], _INPUT_SCALES[min(k + 1, len(_INPUT_SCALES) - 1)]
+    best = minimize_scalar(lambda log_b: error(math.exp(log_b))[1], bounds=(math.log(lo), math.log(hi)),
+                           method="bounded", options={"xatol": 1e-10})
+    b = math.exp(best.x)
+    a, err = error(b)
+    return a, b, err
+
+
+def _simple(value: float) -> sympy.Expr:
+    """``value`` as a simple number where it is one (2, 1/2, sqrt(2), 3*pi/4, ...), else to 4 significant digits."""
+    guess = sympy.nsimplify(value, _NAMED, tolerance=1e-6 * max(1.0, abs(value)), rational=False)
+    if abs(float(guess) - value) <= 1e-6 * max(1.0, abs(value)) and len(sympy.sstr(guess)) <= 12:
+        return guess
+    return sympy.Float(f"{value:.4g}")
+
+
+def known_as(expr: sympy.Expr) -> str | None:
+    """``"sqrt(2)*gelu(sqrt(2)*x)"`` where ``expr`` is a standard activation up to input and output scale
+    (``"gelu(x)"`` where it is one as it is), else None."""
+    try:
+        f = _values(ir.lower(expr))
+    except AfosError:
+        return None
+    if not np.all(np.isfinite(f)) or float(np.mean(f * f)) == 0.0:
+        return None
+    for name in KNOWN:
+        a, b, err = _fit(f, _standard(name))
+        if err <= TOLERANCE and abs(a) > 0:
+            named = _simple(a) * sympy.Function(name)(_simple(b) * X)
+            return sympy.sstr(named)
+    return None
+
+
+def label(expression: str) -> str:
+    """``expression``, followed by `` (= its known name)`` where it has one: how afos shows a function."""
+    try:
+        name = known_as(parse(expression))
+    except AfosError:
+        return expression
+    return expression if name is None else f"{expression} (= {name})"
