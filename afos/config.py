@@ -87,7 +87,7 @@ class ProtocolSettings:
     race_budget: float = 0.25  # re-scoring trainings per generation, as a fraction of population * fitness_seeds
     anchors: list[str] = field(default_factory=lambda: list(DEFAULT_ANCHORS))  # standard activations, same protocol
     validate_top: int = 3  # `afos validate`: functions of the front retrained on fresh seeds
-    validate_seeds: int = 5
+    validate_seeds: int = 10  # fewer than 6 pairs cannot reach a verdict at alpha 0.05 (afos.study.verdict)
     validate_epochs: int = 5
 
     @property

@@ -135,3 +135,65 @@ def test_validation_trains_and_tests_on_the_data_the_search_used(tmp_path, tiny_
     seen = [(kw["data_dir"], len(ds.test())) for kw, ds in data_loads]
     assert seen and all(entry == (str(root), 30) for entry in seen)  # the 30 test images of the search's files
     assert bench.read_spec(Run.open(run_dir).validation_dir).training.data_dir == str(root)
+
+
+def test_holm_is_the_method_statsmodels_implements():
+    from statsmodels.stats.multitest import multipletests
+
+    from afos.study.verdict import holm
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        p = list(rng.uniform(0, 0.2, rng.integers(1, 8)))
+        assert holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
+    assert np.isnan(holm([0.01, float("nan")])[1]) and holm([0.01, float("nan")])[0] == pytest.approx(0.01)
+
+
+def test_few_seeds_cannot_conclude_and_say_so():
+    from afos.study.verdict import cannot_conclude, smallest_p
+
+    assert smallest_p(5) == pytest.approx(0.0625) and smallest_p(10) == pytest.approx(2 / 1024)
+    assert "with 4 seeds the verdict cannot be 'better than relu'" in cannot_conclude(4)
+    assert cannot_conclude(5) is not None and cannot_conclude(6) is None  # 2/64 < 0.05
+    assert cannot_conclude(6, tests=3) is not None and cannot_conclude(10, tests=3) is None
+    assert config.Config().protocol.validate_seeds == 10  # the default can conclude for a front of 3
+
+
+def _row(activation, diff, low, high, p, source="front rank 1", n=10):
+    return {"activation": activation, "source": source, "expression": "x", "model": "m", "dataset": "d", "n": n,
+            "seeds": "", "epochs": 5, "diff_vs_relu": diff, "diff_ci_low": low, "diff_ci_high": high,
+            "wilcoxon_p": p}
+
+
+def test_one_verdict_per_function_of_the_front():
+    from afos.study.verdict import BETTER, NOT_BETTER, UNDECIDED, judge
+
+    rows = judge([_row("relu", 0.0, 0.0, 0.0, 1.0, "anchor"), _row("front#1", 0.02, 0.01, 0.03, 0.002),
+                  _row("front#2", -0.01, -0.02, -0.001, 0.3), _row("front#3", 0.01, -0.01, 0.03, 0.02),
+                  _row("gelu", 0.01, 0.005, 0.02, 0.002, "anchor")])
+    verdicts = {r["activation"]: r["verdict"] for r in rows}
+    assert verdicts == {"relu": "", "front#1": BETTER, "front#2": NOT_BETTER, "front#3": UNDECIDED, "gelu": BETTER}
+    holm_p = {r["activation"]: r["wilcoxon_p_holm"] for r in rows}
+    assert holm_p["front#1"] == pytest.approx(0.006) and holm_p["front#3"] == pytest.approx(0.04)  # 3 in the family
+    assert holm_p["gelu"] == pytest.approx(0.002)  # the anchors are a family of their own
+
+
+def test_a_validation_with_four_seeds_warns_and_the_run_leads_with_its_verdict(validated, capsys):
+    _, run_dir, _, _, _ = validated
+    assert main(["validate", str(run_dir), "--top", "1", "--seeds", "4", "--epochs", "1"]) == 0
+    captured = capsys.readouterr()
+    assert "warning: with 4 seeds the verdict cannot be 'better than relu'" in captured.err
+    out = captured.out
+    assert out.startswith("Verdict on the test split")
+    assert "front#1" in out.splitlines()[1] and "UNDECIDED" in out
+    assert "on validation accuracy" not in out  # the search's hint gives way to the verdict
+    with open(run_dir / VALIDATION) as f:
+        rows = list(csv.DictReader(f))
+    assert {r["verdict"] for r in rows if r["activation"] == "front#1"} == {"undecided"}
+    source = export.export_source("numpy", run_dir=str(run_dir), top=1)
+    doc = source.split('"""')[1].splitlines()
+    assert doc[2].startswith("Verdict on the test split (cnn-small/digits, 4 seeds, 1 epochs): undecided")
+    from afos.study import report
+
+    html = report.build(run_dir).html.read_text()
+    assert html.index("Verdict on the test split") < html.index("Pareto front") < html.index("<h2>Anchors</h2>")

@@ -15,6 +15,7 @@ from afos.cli.display import BenchProgress, RichReporter, console, print_run
 from afos.errors import ConfigError, RunError
 from afos.run.lock import ignore_sigint
 from afos.run.rundir import Run, new_run_dir
+from afos.study.verdict import cannot_conclude
 
 
 def parse_topology(text: str | None) -> list[int] | None:
@@ -122,6 +123,10 @@ def _validate(run: Run, top: int | None = None, seeds: int | None = None, epochs
     spec = validate.validation_spec(run, top, seeds, epochs, models)
     console.print(f"afos validate: {len(spec.activations)} activations x {len(spec.models)} model(s) x seeds "
                   f"{', '.join(map(str, spec.seeds))}, {spec.epochs} epochs, scored on the test split")
+    front = sum(a.source != "anchor" for a in spec.activations)
+    warning = cannot_conclude(len(spec.seeds), front)
+    if warning:
+        console.print(f"afos validate: warning: {warning}", markup=False, highlight=False)
     progress = BenchProgress()
     try:
         validate.validate(run, top, seeds, epochs, models, progress)

@@ -22,6 +22,7 @@ from afos.expr.names import known_as, label
 from afos.ga.front import FrontEntry, ranked
 from afos.run.records import Evaluation, format_validation_row
 from afos.run.rundir import Run
+from afos.study.verdict import judge, verdict_lines
 
 console = Console(stderr=True)
 
@@ -141,26 +142,34 @@ def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation]) -> str:
             f"({anchor.val_accuracy:.4f}) on validation accuracy{what}; `afos validate` checks it on the test split")
 
 
-def validation_table(rows: list[dict[str, str]], title: str) -> Table:
+def validation_table(rows: list[dict], title: str) -> Table:
     table = Table(title=title)
     for name, justify in (("activation", "left"), ("model", "left"), ("test_accuracy", "right"),
-                          ("vs relu (95% CI, Wilcoxon p)", "right"), ("expression", "left")):
+                          ("vs relu (95% CI, Wilcoxon p)", "right"), ("verdict", "left"), ("expression", "left")):
         table.add_column(name, justify=justify)
     for row in rows:
-        table.add_row(row["activation"], row["model"], *format_validation_row(row), row["expression"])
+        table.add_row(row["activation"], row["model"], *format_validation_row(row), row.get("verdict", ""),
+                      row["expression"])
     return table
 
 
 def print_run(run: Run) -> None:
-    """The front, the anchors beside it and, once validated, the held-out numbers."""
+    """The verdict once validated, then the front with the anchors beside it, and the held-out numbers.
+
+    Before validation the run ends with the comparison on validation accuracy (not yet a verdict)."""
     out = Console()
+    rows = run.validation()
+    if rows:
+        seeds, epochs = rows[0]["seeds"], rows[0]["epochs"]
+        out.print(f"Verdict on the test split (afos validate: seeds {seeds}, {epochs} epochs):", style="bold")
+        for line in verdict_lines(rows):
+            out.print(f"  {line}", markup=False, highlight=False)
     front = run.front()
     out.print(front_table(front, f"Pareto front of {run.path}"))
     anchors = run.anchors()
     if anchors:
         out.print(anchors_table(anchors, "Anchors (same fitness protocol)"))
-        out.print(anchor_verdict(front, anchors), markup=False, highlight=False)
-    rows = run.validation()
     if rows:
-        seeds, epochs = rows[0]["seeds"], rows[0]["epochs"]
-        out.print(validation_table(rows, f"Validated on the test split (seeds {seeds}, {epochs} epochs)"))
+        out.print(validation_table(judge(rows), f"Validated on the test split (seeds {seeds}, {epochs} epochs)"))
+    elif anchors:
+        out.print(anchor_verdict(front, anchors), markup=False, highlight=False)

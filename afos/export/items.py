@@ -13,6 +13,7 @@ from afos.expr import to_text
 from afos.expr.names import known_as
 from afos.ga.front import FrontEntry
 from afos.run.records import format_validation_row
+from afos.study.verdict import judge
 
 # to_text of a parsed expression only uses these characters: safe inside a docstring.
 _PLAIN = re.compile(r"[\w.+\-*/(), ]*")
@@ -56,8 +57,9 @@ class Item:
         return hashlib.sha1(to_text(self.expr).encode()).hexdigest()[:10]
 
     def provenance(self) -> list[str]:
-        """Lines saying where the function comes from and how it scored."""
-        lines = [f"Expression: {self.text}"]
+        """Lines saying where the function comes from and how it scored, led by its verdict once validated."""
+        lines = verdict_of(self.validation, self.entry.expression) if self.entry is not None else []
+        lines.append(f"Expression: {self.text}")
         known = known_as(self.expr)
         if known is not None:
             lines.append(f"Known function: {known} (a standard activation at another input or output scale)")
@@ -75,6 +77,13 @@ class Item:
         if self.entry is not None:
             lines += validated_lines(self.validation, self.entry.expression)
         return lines
+
+
+def verdict_of(rows: Sequence[dict[str, str]], expression: str) -> list[str]:
+    """``Verdict: ...`` per case where ``afos validate`` judged ``expression`` (none if the run was not validated)."""
+    return [f"Verdict on the test split ({row['model']}/{row['dataset']}, {row['n']} seeds, {row['epochs']} "
+            f"epochs): {row['verdict']}" for row in judge(rows)
+            if row["expression"] == expression and row["source"] != "anchor" and row["verdict"]]
 
 
 def validated_lines(rows: Sequence[dict[str, str]], expression: str) -> list[str]:

@@ -135,7 +135,7 @@ def front_from_csv(text: str) -> list[FrontEntry]:
 
 VALIDATION_COLUMNS = ("activation", "source", "expression", "model", "dataset", "seeds", "epochs", "n",
                       "test_accuracy_mean", "test_accuracy_std", "diff_vs_relu", "diff_ci_low", "diff_ci_high",
-                      "wilcoxon_p")
+                      "wilcoxon_p", "wilcoxon_p_holm", "verdict")  # the last two: not in files of earlier afos
 
 
 def validation_csv(rows: Sequence[dict[str, Any]]) -> str:

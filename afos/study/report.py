@@ -22,8 +22,9 @@ from afos.errors import BenchError, RunError
 from afos.expr import STANDARD_ACTIVATIONS
 from afos.expr.names import label
 from afos.run.files import read_json_or_none, write_text_atomic
+from afos.run.records import format_validation_row
 from afos.run.rundir import CONFIG, Run
-from afos.study import bench, plots, runner, stats
+from afos.study import bench, plots, runner, stats, verdict
 
 HTML_NAME, MARKDOWN_NAME, STATS_NAME, PLOTS_DIR = "report.html", "report.md", "stats.json", "plots"
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -166,12 +167,32 @@ def run_report(run_dir: Path) -> tuple[Report, dict[str, Any]]:
     generations = max((r.generation for r in records), default=-1) + 1
     report.text(f"{len(records)} evaluations over {generations} generation(s): "
                 + ", ".join(f"{n} {status}" for status, n in counts.items()) + ".")
+    validation = run.validation()
+    if validation:
+        judged = verdict.judge(validation)
+        report.heading("Verdict on the test split")
+        report.text(f"afos validate retrained the front's best and the anchors on fresh seeds "
+                    f"({validation[0]['seeds']}) for {validation[0]['epochs']} epochs and scored them on the "
+                    "held-out test split.")
+        for line in verdict.verdict_lines(validation):
+            report.text(line)
+        report.table((["activation", "model", "test accuracy", "vs relu (95% CI, Wilcoxon p)", "Holm p", "verdict",
+                       "expression"],
+                      [[r["activation"], r["model"], *format_validation_row(r), _p(r["wilcoxon_p_holm"]),
+                        r["verdict"], label(r["expression"])] for r in judged]))
     report.heading("Pareto front")
     report.table((["complexity", "val_accuracy", "val_loss", "generation", "expression"],
                   [[str(e.complexity), f"{e.val_accuracy:.4f}",
                     "" if e.val_loss is None or not math.isfinite(e.val_loss) else f"{e.val_loss:.4f}",
                     str(e.generation), label(e.expression)] for e in front]))
     report.figure("pareto", plots.pareto_front(records, front), "Evaluated functions and the Pareto front")
+    anchors = run.anchors()
+    if anchors:
+        report.heading("Anchors")
+        report.text("Standard activations scored under the search's own fitness protocol, beside the front.")
+        report.table((["anchor", "val_accuracy", "seeds", "expression"],
+                      [[a.tree, "failed" if a.val_accuracy is None else f"{a.val_accuracy:.4f}", str(a.seeds), a.expr]
+                       for a in anchors]))
     report.heading("Fitness per generation")
     report.figure("history", plots.fitness_history(records), "Best and median validation accuracy")
     report.heading("Activation shapes")
@@ -181,6 +202,10 @@ def run_report(run_dir: Path) -> tuple[Report, dict[str, Any]]:
     seeds = f"search {run.config.search.seed}, fitness {run.config.fitness.seed}"
     _provenance(report, config_text, seeds, None)
     return report, {"front": [e.__dict__ for e in front], "counts": dict(counts)}
+
+
+def _p(value) -> str:
+    return "" if not isinstance(value, float) or not math.isfinite(value) else f"{value:.3g}"
 
 
 # A directory kind is known by the file that marks it.

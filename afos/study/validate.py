@@ -4,7 +4,8 @@
 with fresh seeds that the search never used and longer training, scores them on the test split that the
 search never touched, and writes ``validation.csv`` into the run directory: per activation and model the
 mean and standard deviation of the test accuracy, the paired difference to relu with a t confidence
-interval, and a Wilcoxon signed-rank p-value. The training runs are a benchmark in
+interval, a Wilcoxon signed-rank p-value, its Holm correction over the front and the verdict
+(``afos.study.verdict``). The training runs are a benchmark in
 ``RUN_DIR/validation/`` (``afos.study.runner``), so an interrupted validation resumes where it stopped.
 """
 
@@ -24,7 +25,7 @@ from afos.errors import ConfigError, RunError
 from afos.expr import STANDARD_ACTIVATIONS
 from afos.fitness.problem import FitnessProblem
 from afos.run.rundir import Run
-from afos.study import bench, runner
+from afos.study import bench, runner, verdict
 
 BASELINE = "relu"
 CONFIDENCE = 0.95
@@ -109,7 +110,7 @@ def summarise(spec: bench.BenchSpec, records: list[dict[str, Any]]) -> list[dict
                     "test_accuracy_std": float(scored.std(ddof=1)) if len(scored) > 1 else math.nan,
                     **paired_difference([own[s] for s in paired], [base[s] for s in paired]),
                 })
-    return rows
+    return verdict.judge(rows)
 
 
 def validate(run_dir: str | Path | Run, top: int | None = None, seeds: int | None = None,
