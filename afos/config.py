@@ -34,6 +34,7 @@ class SearchSettings:
     mutation_prob: float = 0.4
     novelty_tries: int = 10  # variation retries to produce a function not seen before
     init_exprs: list[str] = field(default_factory=list)  # warm start: functions that open generation 0
+    strategy: str = "ga"  # "ga": NSGA-II selection and variation; "random": fresh random trees every generation
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class FitnessSettings:
     gain: str = "unit"  # "unit": train g*f with E[(g f(z))^2] = 1 on N(0, 1) (afos.expr.gain); "none": f itself
 
 
+STRATEGIES = ("ga", "random")  # afos.ga.strategy: how generations after the first are proposed
 BACKENDS = ("sequential", "batched")  # afos.fitness.evaluator: how one place trains candidates
 POOLS = ("sharded", "ray")  # afos.fitness.pools, .cluster: the work of a backend spread over devices or machines
 
@@ -177,6 +179,7 @@ def validate(config: Config) -> None:
         (e.worker_gpus >= 0 or e.worker_gpus == -1, "evaluator.worker_gpus must be at least 0 (or -1: automatic)"),
         (s.seed >= 0 and f.seed >= 0, "search.seed and fitness.seed must be at least 0"),
         (s.population >= 2, "search.population must be at least 2"),
+        (s.strategy in STRATEGIES, f"search.strategy must be one of {', '.join(STRATEGIES)}, got {s.strategy!r}"),
         (s.generations >= 0, "search.generations must be at least 0"),
         (0.0 <= s.crossover_prob <= 1.0, "search.crossover_prob must be in [0, 1]"),
         (0.0 <= s.mutation_prob <= 1.0, "search.mutation_prob must be in [0, 1]"),

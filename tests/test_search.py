@@ -149,3 +149,20 @@ print(len(s.ask(s.init())), sorted(m for m in ("jax", "flax", "optax") if m in s
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "16 []"
+
+
+def test_the_random_strategy_draws_every_generation_afresh(tiny_config, monkeypatch):
+    cfg = config.override(tiny_config, search={"strategy": "random"})
+    s = search.Search(cfg)
+    state = s.init()
+    pop = s.ask(state)
+    state = s.tell(state, pop, [types.Fitness(types.OK, 0.5, 1.0, None, 0.1)] * len(pop))
+
+    def no_variation(ranked):
+        raise AssertionError("random search varies no parent")
+
+    monkeypatch.setattr(s, "_vary", no_variation)
+    children = s.ask(state)
+    assert len(children) == len(pop) and not {s.candidate(c).fingerprint for c in children} & set(state.known)
+    with pytest.raises(config.ConfigError, match="search.strategy must be one of ga, random"):
+        config.override(cfg, search={"strategy": "bayes"})

@@ -47,7 +47,7 @@ def config_from_args(args: argparse.Namespace, base: config_lib.Config) -> confi
     return config_lib.override(
         base,
         search={"space": args.space, "population": args.population, "generations": args.generations,
-                "seed": args.seed, "init_exprs": _init_exprs(args)},
+                "seed": args.seed, "init_exprs": _init_exprs(args), "strategy": args.strategy},
         fitness={"dataset": args.dataset, "model": args.model, "epochs": args.epochs, "gain": args.gain,
                  "batch_size": args.batch_size, "seed": args.seed, "train_size": args.train_size,
                  "val_size": args.val_size, "topology": parse_topology(args.topology), "data_dir": args.data_dir},

@@ -80,6 +80,8 @@ def _search_options(p: argparse.ArgumentParser) -> None:
                    "batched (default: auto)")
     _ray_options(p, "run on this Ray cluster (implies --backend ray; without it --backend ray starts a local Ray "
                  "instance)")
+    p.add_argument("--strategy", choices=("ga", "random"), help="ga (default): NSGA-II selection and variation; "
+                   "random: fresh random functions every generation, the baseline a search must beat")
     p.add_argument("--init-exprs", nargs="+", metavar="EXPR",
                    help='warm start: functions that open the first population, e.g. "x*sigmoid(x)" "max(x, 0)"')
     p.add_argument("--init-from", nargs="+", metavar="RUN_DIR", help="warm start from the front of earlier runs")

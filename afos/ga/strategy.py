@@ -82,7 +82,10 @@ class Search:
         return SearchState(generation=0, population=[], rng=random.Random(self.config.search.seed))
 
     def ask(self, state: SearchState) -> list[genome.Individual]:
-        """Proposes ``population`` new individuals for ``state.generation``, preferring novel functions."""
+        """Proposes ``population`` new individuals for ``state.generation``, preferring novel functions.
+
+        With ``search.strategy = "random"`` every generation is drawn like the first (the baseline a genetic
+        search must beat at equal budget: ``benchmarks/search_quality.py``)."""
         n, tries = self.config.search.population, self.config.search.novelty_tries
         batch: set[str] = set()
         out = []
@@ -91,11 +94,12 @@ class Search:
                 batch.add(self.candidate(ind).fingerprint)
                 out.append(ind)
         with using_rng(state.rng):
-            if state.population:
+            vary = bool(state.population) and self.config.search.strategy == "ga"
+            if vary:
                 ranked = _rank(state.population)
             for _ in range(n - len(out)):
                 for _ in range(max(1, tries)):
-                    child = self._vary(ranked) if state.population else self._generate(self.space, self.pset)
+                    child = self._vary(ranked) if vary else self._generate(self.space, self.pset)
                     if self._is_novel(child, state.known, batch):
                         break
                 batch.add(self.candidate(child).fingerprint)

@@ -1,0 +1,208 @@
+"""Search quality: does the genetic search beat random sampling of the same space, at equal training budget?
+
+For every strategy (``ga``: NSGA-II selection and variation; ``random``: fresh random functions every generation),
+gain mode (``unit``, ``none``) and search seed, one search runs into ``OUT/runs/`` (resumable: run the same
+command again). After every generation the function the search would name best so far (the most accurate of its
+front) is then retrained on fresh seeds for longer and scored on the test split: one benchmark per gain mode
+(``OUT/validation-<gain>/``, resumable too), with relu, leaky_relu, gelu and swish beside, trained at the same
+gain. The script prints, per strategy and gain, the final winners (with their known names), their test accuracy
+against relu, and the trainings the searches spent, writes ``OUT/search_quality.json`` and, with ``--plot``, a
+figure of the best validated test accuracy against trainings spent.
+
+CPU (docs/SEARCH.md):
+  python benchmarks/search_quality.py --dataset digits --out runs/sq-digits --plot docs/search_quality_digits.png
+  python benchmarks/search_quality.py --dataset fashion_mnist --train-size 6000 --val-size 1500 \\
+      --population 8 --generations 4 --out runs/sq-fashion --plot docs/search_quality_fashion.png
+GPU (one call; the same with the full data and a larger budget):
+  python benchmarks/search_quality.py --dataset fashion_mnist --population 32 --generations 10 --seeds 5 \\
+      --val-seeds 10 --out runs/sq-fashion-gpu --plot docs/search_quality_fashion_gpu.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from afos import config as config_lib
+from afos import types
+from afos.expr import STANDARD_ACTIVATIONS
+from afos.expr.names import known_as
+from afos.expr.parse import parse
+from afos.ga import memo
+from afos.ga.front import ranked
+from afos.run import driver
+from afos.run.rundir import CHECKPOINT, Run
+from afos.study import bench, runner
+
+ANCHORS = ("relu", "leaky_relu", "gelu", "swish")
+
+
+def search_config(args, strategy: str, gain: str, seed: int) -> config_lib.Config:
+    return config_lib.override(
+        config_lib.Config(),
+        search={"population": args.population, "generations": args.generations, "seed": seed,
+                "strategy": strategy, "space": args.space},
+        fitness={"dataset": args.dataset, "model": args.model, "train_size": args.train_size,
+                 "val_size": args.val_size, "data_dir": args.data_dir, "seed": seed, "gain": gain,
+                 "batch_size": args.batch_size},
+        evaluator={"backend": args.backend}, protocol={"anchors": list(ANCHORS)},
+    ).resolved()
+
+
+def run_search(args, run_dir: Path, cfg: config_lib.Config) -> Run:
+    """The search of ``cfg`` in ``run_dir``: run, resumed where it stopped, or left as it is when finished."""
+    if not (run_dir / CHECKPOINT).exists():
+        print(f"search {run_dir.name}", flush=True)
+        if run_dir.exists():
+            driver.resume(run_dir)
+        else:
+            driver.run(cfg, run_dir)
+    elif Run.open(run_dir).checkpoint()["generation"] <= cfg.search.generations:
+        print(f"search {run_dir.name} (resumed)", flush=True)
+        driver.resume(run_dir)
+    return Run.open(run_dir)
+
+
+def trajectory(run: Run) -> list[dict]:
+    """Per generation: the trainings spent so far and the function the search would name best at that point."""
+    lines = run.records()
+    out, known, spent = [], {}, 0
+    for g in range(max(line.generation for line in lines) + 1):
+        now = [line for line in lines if line.generation == g]
+        spent += sum(line.status in (types.OK, types.FAILED, types.RESCORED) for line in now)
+        memo.replay(known, now)
+        best = ranked(memo.front_of(known, run.config.protocol.max_seeds))
+        if best:
+            out.append({"generation": g, "trainings": spent, "expression": best[0].expression,
+                        "val_accuracy": best[0].val_accuracy})
+    return out
+
+
+def validate_all(args, gain: str, expressions: list[str], out: Path) -> dict[str, float]:
+    """Test accuracy (mean over the validation seeds) of every expression and anchor, trained at ``gain``."""
+    labels = {e: f"f{i}" for i, e in enumerate(sorted(expressions))}
+    activations = [bench.Activation(name, STANDARD_ACTIVATIONS[name], "anchor") for name in ANCHORS]
+    activations += [bench.Activation(label, e, "search") for e, label in labels.items()]
+    training = config_lib.FitnessSettings(epochs=args.val_epochs, batch_size=args.batch_size,
+                                          train_size=args.train_size, val_size=args.val_size,
+                                          data_dir=args.data_dir, gain=gain)
+    spec = bench.BenchSpec(
+        activations=tuple(activations), models=(bench.ModelSpec(args.model, args.model),),
+        datasets=(args.dataset,), seeds=tuple(range(bench.FIRST_SEED, bench.FIRST_SEED + args.val_seeds)),
+        training=training, name=f"search quality validation ({gain} gain)")
+    print(f"validating {len(activations)} functions at {gain} gain on {args.val_seeds} seeds", flush=True)
+    records = runner.run(spec, out / f"validation-{gain}")
+    scores = defaultdict(list)
+    for r in records:
+        scores[r["activation"]].append(r["final"]["test_accuracy"])
+    by_label = {label: float(np.mean(v)) for label, v in scores.items()}
+    return {e: by_label[label] for e, label in labels.items()} | {name: by_label[name] for name in ANCHORS}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--data-dir", default="")
+    p.add_argument("--model", default="cnn-small")
+    p.add_argument("--space", default="default")
+    p.add_argument("--train-size", type=int, default=0)
+    p.add_argument("--val-size", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--population", type=int, default=16)
+    p.add_argument("--generations", type=int, default=6)
+    p.add_argument("--seeds", type=int, default=3, help="search seeds per strategy and gain")
+    p.add_argument("--strategies", default="ga,random")
+    p.add_argument("--gains", default="unit,none")
+    p.add_argument("--val-seeds", type=int, default=5, help="fresh seeds each best function is retrained on")
+    p.add_argument("--val-epochs", type=int, default=5)
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--out", required=True)
+    p.add_argument("--plot", default=None, help="write the figure here")
+    args = p.parse_args()
+    out = Path(args.out)
+    results: dict = {"args": vars(args), "runs": {}}
+    for gain in args.gains.split(","):
+        paths = {}
+        for strategy in args.strategies.split(","):
+            for seed in range(args.seeds):
+                name = f"{strategy}-{gain}-s{seed}"
+                run = run_search(args, out / "runs" / name, search_config(args, strategy, gain, seed))
+                paths[name] = trajectory(run)
+        expressions = sorted({step["expression"] for steps in paths.values() for step in steps})
+        test = validate_all(args, gain, expressions, out)
+        for name, steps in paths.items():
+            for step in steps:
+                step["test_accuracy"] = test[step["expression"]]
+            results["runs"][name] = steps
+        results[f"anchors_{gain}"] = {name: test[name] for name in ANCHORS}
+    (out / "search_quality.json").write_text(json.dumps(results, indent=1))
+    print(table(results))
+    if args.plot:
+        plot(results, args.plot)
+
+
+def table(results: dict) -> str:
+    """Per strategy and gain: the winners, their test accuracy (mean and spread over search seeds), relu's."""
+    groups = defaultdict(list)
+    for name, steps in results["runs"].items():
+        strategy, gain, _ = name.split("-")
+        groups[strategy, gain].append(steps[-1])
+    lines = ["| strategy | gain | trainings (mean) | winner test accuracy (mean ± std over search seeds) | "
+             "relu at that gain | winners |", "|---|---|---|---|---|---|"]
+    for (strategy, gain), finals in sorted(groups.items()):
+        acc = np.array([f["test_accuracy"] for f in finals])
+        relu = results[f"anchors_{gain}"]["relu"]
+        winners = "; ".join(_named(f["expression"]) for f in finals)
+        lines.append(f"| {strategy} | {gain} | {np.mean([f['trainings'] for f in finals]):.0f} | "
+                     f"{acc.mean():.4f} ± {acc.std(ddof=1) if len(acc) > 1 else math.nan:.4f} | {relu:.4f} | "
+                     f"{winners} |")
+    return "\n".join(lines)
+
+
+def _named(expression: str) -> str:
+    name = known_as(parse(expression))
+    return expression if name is None else f"{expression} (= {name})"
+
+
+def plot(results: dict, path: str) -> None:
+    """Best validated test accuracy against trainings spent: mean over search seeds per strategy and gain."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = defaultdict(list)
+    for name, steps in results["runs"].items():
+        strategy, gain, _ = name.split("-")
+        groups[strategy, gain].append(steps)
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    styles = {"ga": "-", "random": "--"}
+    colours = {"unit": "C0", "none": "C1"}
+    for (strategy, gain), runs in sorted(groups.items()):
+        length = min(len(steps) for steps in runs)
+        x = np.mean([[s["trainings"] for s in steps[:length]] for steps in runs], axis=0)
+        y = np.array([[s["test_accuracy"] for s in steps[:length]] for steps in runs])
+        ax.plot(x, y.mean(axis=0), styles[strategy], color=colours[gain], marker="o", ms=3,
+                label=f"{strategy}, gain {gain}")
+        ax.fill_between(x, y.min(axis=0), y.max(axis=0), color=colours[gain], alpha=0.08)
+    for gain, colour in colours.items():
+        if f"anchors_{gain}" in results:
+            ax.axhline(results[f"anchors_{gain}"]["relu"], color=colour, ls=":", lw=1, label=f"relu, gain {gain}")
+    a = results["args"]
+    ax.set_xlabel("trainings spent by the search")
+    ax.set_ylabel(f"test accuracy of its best so far ({a['val_seeds']} seeds, {a['val_epochs']} epochs)")
+    ax.set_title(f"{a['dataset']} / {a['model']}: population {a['population']}, {a['seeds']} search seeds "
+                 "(band: min-max)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
