@@ -87,6 +87,10 @@ class ProtocolSettings:
     fitness_seeds: int = 1  # fitness = mean validation accuracy over this many initialisation seeds
     race_seeds: int = 0  # racing: front members are re-scored up to this many seeds (<= fitness_seeds: off)
     race_budget: float = 0.25  # re-scoring trainings per generation, as a fraction of population * fitness_seeds
+    # Successive halving over training length: rung k >= 1 trains for rungs[k-1] epochs (increasing, longer than
+    # fitness.epochs); the best 1/halving of a rung's functions climb to the next (afos.ga.halving). () = off.
+    rungs: tuple[int, ...] = ()
+    halving: int = 3
     anchors: list[str] = field(default_factory=lambda: list(DEFAULT_ANCHORS))  # standard activations, same protocol
     validate_top: int = 3  # `afos validate`: functions of the front retrained on fresh seeds
     validate_seeds: int = 10  # fewer than 6 pairs cannot reach a verdict at alpha 0.05 (afos.study.verdict)
@@ -191,6 +195,10 @@ def validate(config: Config) -> None:
         (p.fitness_seeds >= 1, "protocol.fitness_seeds must be at least 1"),
         (p.race_seeds >= 0, "protocol.race_seeds must be at least 0"),
         (0.0 <= p.race_budget <= 10.0, "protocol.race_budget must be in [0, 10]"),
+        (all(a < b for a, b in zip((f.epochs, *p.rungs), p.rungs, strict=False)),
+         f"protocol.rungs must be increasing epochs, each longer than fitness.epochs ({f.epochs}), "
+         f"got {list(p.rungs)}"),
+        (p.halving >= 2, "protocol.halving must be at least 2"),
         (p.validate_top >= 1 and p.validate_seeds >= 1 and p.validate_epochs >= 1,
          "protocol.validate_top, validate_seeds and validate_epochs must be at least 1"),
     ]

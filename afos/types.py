@@ -25,10 +25,13 @@ CACHED = "cached"  # an equal function was scored before; its fitness is reused
 REJECTED = "rejected"  # screened out before training (non-finite, constant, linear, ...)
 FAILED = "failed"  # compile error, NaN/inf loss or divergence during training
 # Lines that are not candidates of the search: a standard activation scored under the same protocol,
-# and a front member re-scored on more seeds (racing).
+# a front member re-scored on more seeds (racing), and a function trained longer (successive halving).
 ANCHOR = "anchor"
 RESCORED = "rescored"
-STATUSES = (OK, CACHED, REJECTED, FAILED, ANCHOR, RESCORED)
+PROMOTED = "promoted"
+STATUSES = (OK, CACHED, REJECTED, FAILED, ANCHOR, RESCORED, PROMOTED)
+# The lines that score a function again (not an individual of the population).
+RESCORINGS = (RESCORED, PROMOTED)
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,15 @@ class Fitness:
         """How many seeds the accuracy is the mean of (at least 1)."""
         return max(1, len(self.accuracies))
 
-    def objectives(self, complexity: int) -> tuple[float, float]:
-        """The NSGA-II objective values of a function of this fitness and ``complexity`` (failures: the worst)."""
+    def objectives(self, complexity: int, rung: int = 0) -> tuple[float, float]:
+        """The NSGA-II objective values of a function of this fitness and ``complexity`` (failures: the worst).
+
+        ``rung``: the successive-halving rung the fitness was measured at (0: the search's own training). A
+        higher rung wins whatever the accuracy (``2 * rung + accuracy``): accuracies of different training
+        lengths are not compared, the longer training ranks first."""
         if not self.ok or not math.isfinite(self.val_accuracy):
             return WORST_FITNESS
-        return (float(self.val_accuracy), float(complexity))
+        return (2.0 * rung + float(self.val_accuracy), float(complexity))
 
     @classmethod
     def mean_of(cls, parts: Sequence[Fitness]) -> Fitness:

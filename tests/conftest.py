@@ -8,6 +8,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="afos
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
+import contextlib
 import gzip
 import struct
 
@@ -68,3 +69,30 @@ def data_loads(monkeypatch):
 
     monkeypatch.setattr(data, "load", recording)
     return loads
+
+
+@pytest.fixture
+def stop_after():
+    """``with stop_after(n):`` replaces Ctrl-C by a stop requested once ``n`` lines have been written to a
+    run's log (the search then saves everything and raises ``SearchInterruptedError``)."""
+    from afos.run import driver, rundir
+
+    @contextlib.contextmanager
+    def stopping(n_lines):
+        written = [0]
+        original = rundir.append_jsonl
+
+        def counting(path, record):
+            original(path, record)
+            written[0] += 1
+
+        @contextlib.contextmanager
+        def stop(reporter, hint):
+            yield lambda: written[0] >= n_lines
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(rundir, "append_jsonl", counting)
+            mp.setattr(driver, "stop_on_sigint", stop)
+            yield
+
+    return stopping

@@ -90,7 +90,7 @@ def test_several_seeds_are_the_mean_of_each_seed_alone(problem):
     for i, fit in enumerate(both):
         assert fit.seed_accuracies == (alone[0][i].val_accuracy, alone[1][i].val_accuracy)
         assert fit.val_accuracy == pytest.approx((alone[0][i].val_accuracy + alone[1][i].val_accuracy) / 2)
-    assert set(evaluator.trainers) == {0, 1}  # one compiled step per seed, kept
+    assert set(evaluator.trainers) == {(0, None), (1, None)}  # one compiled step per seed, kept
 
 
 def test_failures_are_rows_not_exceptions(problem):

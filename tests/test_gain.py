@@ -70,7 +70,7 @@ class Recording(PerSeed):
     def __init__(self):
         self.nodes = {}
 
-    def evaluate_seed(self, candidates, seed):
+    def evaluate_seed(self, candidates, seed, epochs=None):
         for i, c in enumerate(candidates):
             self.nodes[c.text] = (c.node, c.gain)
             acc = 0.5 + 0.4 * (hash(c.text) % 1000) / 1000

@@ -1,6 +1,5 @@
 """Noise-aware fitness: means over seeds, racing of front members, anchors, and exact resume of all three."""
 
-import contextlib
 import hashlib
 import math
 
@@ -25,7 +24,7 @@ class FakeEvaluator(PerSeed):
     def __init__(self):
         self.calls: list[tuple[str, int]] = []
 
-    def evaluate_seed(self, candidates, seed):
+    def evaluate_seed(self, candidates, seed, epochs=None):
         for i, a in enumerate(candidates):
             self.calls.append((a.text, seed))
             if a.text == LUCKY:
@@ -133,30 +132,7 @@ def test_anchors_are_scored_on_the_confirmed_protocol_and_never_enter_the_popula
     assert "gelu" not in str([e.expression for e in Run.open(run_dir).front()])
 
 
-@contextlib.contextmanager
-def _stop_after(n_lines):
-    """Replaces Ctrl-C by a stop requested once ``n_lines`` lines have been written."""
-    written = [0]
-    original = rundir.append_jsonl
-
-    def counting(path, record):
-        original(path, record)
-        written[0] += 1
-
-    @contextlib.contextmanager
-    def stop(reporter, hint):
-        yield lambda: written[0] >= n_lines
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(rundir, "append_jsonl", counting)
-    mp.setattr(driver, "stop_on_sigint", stop)
-    try:
-        yield
-    finally:
-        mp.undo()
-
-
-def test_interrupted_anywhere_with_racing_then_resumed_equals_the_uninterrupted_run(tmp_path, fake):
+def test_interrupted_anywhere_with_racing_then_resumed_equals_the_uninterrupted_run(tmp_path, fake, stop_after):
     cfg = _config(race_seeds=4, fitness_seeds=1, generations=2, budget=1.0)
     baseline = tmp_path / "baseline"
     driver.run(cfg, baseline, evaluator=fake)
@@ -166,7 +142,7 @@ def test_interrupted_anywhere_with_racing_then_resumed_equals_the_uninterrupted_
     inside_race = [k for k, r in enumerate(lines) if r["status"] == types.RESCORED]
     for cut in sorted({1, 2, 3, *inside_race, len(lines) - 1}):
         run_dir = tmp_path / f"cut{cut}"
-        with _stop_after(cut), pytest.raises(driver.SearchInterruptedError):
+        with stop_after(cut), pytest.raises(driver.SearchInterruptedError):
             driver.run(cfg, run_dir, evaluator=fake)
         assert len(_lines(run_dir)) == cut
         driver.resume(run_dir, evaluator=fake)
@@ -214,9 +190,9 @@ def test_command_line_and_config_set_the_protocol():
         config.override(config.Config(), protocol={"fitness_seeds": 0})
 
 
-def test_a_failed_rescoring_is_not_trained_again_on_resume(tmp_path):
+def test_a_failed_rescoring_is_not_trained_again_on_resume(tmp_path, stop_after):
     class FailsOnItsSecondSeed(FakeEvaluator):
-        def evaluate_seed(self, candidates, seed):
+        def evaluate_seed(self, candidates, seed, epochs=None):
             for i, fit in super().evaluate_seed(candidates, seed):
                 lucky = candidates[i].text == LUCKY and seed == 1
                 yield i, Fitness.failed("non-finite loss during training", 0.001) if lucky else fit
@@ -228,7 +204,7 @@ def test_a_failed_rescoring_is_not_trained_again_on_resume(tmp_path):
     failed = [k for k, r in enumerate(lines) if r["status"] == types.RESCORED and r["val_accuracy"] is None]
     assert failed and lines[failed[0]]["expr"] == LUCKY  # racing found the lucky draw's failure
     run_dir = tmp_path / "cut"
-    with _stop_after(failed[0] + 1), pytest.raises(driver.SearchInterruptedError):
+    with stop_after(failed[0] + 1), pytest.raises(driver.SearchInterruptedError):
         driver.run(cfg, run_dir, evaluator=FailsOnItsSecondSeed())
     again = FailsOnItsSecondSeed()
     driver.resume(run_dir, evaluator=again)

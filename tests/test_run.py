@@ -76,7 +76,7 @@ def test_replay_answers_what_was_recorded_and_trains_the_rest():
         def __init__(self):
             self.trained = []
 
-        def evaluate_seed(self, candidates, seed):
+        def evaluate_seed(self, candidates, seed, epochs=None):
             for i, c in enumerate(candidates):
                 self.trained.append((c.text, seed))
                 yield i, Fitness(types.OK, 0.5, 1.0, None, 1.0)
@@ -84,7 +84,7 @@ def test_replay_answers_what_was_recorded_and_trains_the_rest():
     cands = [Candidate(parse(t), t, t, f"fp-{t}", None) for t in ("tanh(x)", "sin(x)", "x**2")]
     recorded = Fitness(types.OK, 0.9, 0.1, None, 2.0)
     inner = Counting()
-    replay = Replay(inner, {("fp-sin(x)", (0, 1)): recorded})
+    replay = Replay(inner, {("fp-sin(x)", (0, 1), None): recorded})
     results = list(replay.evaluate(cands, [0, 1]))
     assert results[0] == (1, recorded)  # the recorded answer first, without training
     assert sorted(i for i, _ in results) == [0, 1, 2]
@@ -109,7 +109,7 @@ def fake_describe(e: sympy.Expr) -> Candidate:
 class FakeTraining(PerSeed):
     """The training the fixture was written with: accuracy from the text and the seed, a few failures."""
 
-    def evaluate_seed(self, candidates, seed):
+    def evaluate_seed(self, candidates, seed, epochs=None):
         for i, c in enumerate(candidates):
             h = int(hashlib.sha1(f"{c.text}/{seed}".encode()).hexdigest()[:8], 16)
             if h % 13 == 0:
@@ -151,7 +151,7 @@ def test_an_old_run_interrupted_anywhere_resumes_to_the_same_end(tmp_path, keep)
     class Recording(FakeTraining):
         calls: list[tuple[str, int]] = []
 
-        def evaluate_seed(self, candidates, seed):
+        def evaluate_seed(self, candidates, seed, epochs=None):
             self.calls += [(c.text, seed) for c in candidates]
             return super().evaluate_seed(candidates, seed)
 

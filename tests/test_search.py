@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import random
 
@@ -116,7 +117,8 @@ def test_tell_learns_the_fitnesses_it_is_given_and_keeps_the_nondominated(tiny_c
     assert all(ind.fitness.values == types.WORST_FITNESS for ind in children)
     assert types.WORST_FITNESS not in [ind.fitness.values for ind in state.population]
     assert max(ind.fitness.values[0] for ind in state.population) == pytest.approx(0.8)
-    rescored = {s.candidate(pop[0]).fingerprint: types.Fitness(types.OK, 0.99, 1.0, None, 0.1)}
+    fp = s.candidate(pop[0]).fingerprint
+    rescored = {fp: dataclasses.replace(state.known[fp], fitness=types.Fitness(types.OK, 0.99, 1.0, None, 0.1))}
     state = s.tell(state, [], [], rescored)  # racing re-scored a parent: its objectives follow
     assert state.known[s.candidate(pop[0]).fingerprint].fitness.val_accuracy == 0.99
     assert any(ind.fitness.values[0] == 0.99 for ind in state.population)

@@ -18,17 +18,22 @@ from afos.run.rundir import Run, new_run_dir
 from afos.study.verdict import cannot_conclude
 
 
-def parse_topology(text: str | None) -> list[int] | None:
-    """``"64,32"`` -> ``[64, 32]`` (hidden widths of the ``mlp`` model); None stays None."""
+def parse_integers(text: str | None, option: str, what: str) -> list[int] | None:
+    """``"64,32"`` -> ``[64, 32]`` for ``option`` (comma-separated positive integers: ``what``); None stays None."""
     if text is None:
         return None
     try:
-        widths = [int(part) for part in text.split(",")]
+        values = [int(part) for part in text.split(",")]
     except ValueError:
-        widths = []
-    if not widths or any(w < 1 for w in widths):
-        raise ConfigError(f"--topology must be comma-separated positive layer widths such as 64,32, got {text!r}")
-    return widths
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise ConfigError(f"{option} must be comma-separated positive {what}, got {text!r}")
+    return values
+
+
+def parse_topology(text: str | None) -> list[int] | None:
+    """``"64,32"`` -> ``[64, 32]`` (hidden widths of the ``mlp`` model); None stays None."""
+    return parse_integers(text, "--topology", "layer widths such as 64,32")
 
 
 def _init_exprs(args: argparse.Namespace) -> list[str] | None:
@@ -52,7 +57,8 @@ def config_from_args(args: argparse.Namespace, base: config_lib.Config) -> confi
                  "batch_size": args.batch_size, "seed": args.seed, "train_size": args.train_size,
                  "val_size": args.val_size, "topology": parse_topology(args.topology), "data_dir": args.data_dir},
         evaluator=_evaluator_options(args),
-        protocol={"fitness_seeds": args.fitness_seeds, "race_seeds": args.race_seeds},
+        protocol={"fitness_seeds": args.fitness_seeds, "race_seeds": args.race_seeds,
+                  "rungs": parse_integers(args.rungs, "--rungs", "epochs such as 3,9")},
     ).resolved()
 
 

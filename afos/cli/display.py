@@ -101,15 +101,20 @@ class BenchProgress:
 
 
 def front_table(front: list[FrontEntry], title: str) -> Table:
+    """The front; with successive halving, the training length of every accuracy (``epochs``)."""
     table = Table(title=title)
     for name, justify in (("complexity", "right"), ("val_accuracy", "right"), ("val_loss", "right"),
                           ("gen", "right"), ("expression", "left")):
         table.add_column(name, justify=justify)
     table.add_column("seeds", justify="right")
+    rungs = any(e.epochs is not None for e in front)
+    if rungs:
+        table.add_column("epochs", justify="right")
     for e in front:
         loss = "" if e.val_loss is None else f"{e.val_loss:.4f}"
         acc = f"{e.val_accuracy:.4f}" + ("" if e.val_accuracy_std is None else f" ± {e.val_accuracy_std:.4f}")
-        table.add_row(str(e.complexity), acc, loss, str(e.generation), label(e.expression), str(e.seeds))
+        table.add_row(str(e.complexity), acc, loss, str(e.generation), label(e.expression), str(e.seeds),
+                      *([str(e.epochs)] if rungs else []))
     return table
 
 
@@ -119,27 +124,36 @@ def anchors_table(anchors: list[Evaluation], title: str) -> Table:
     for name, justify in (("anchor", "left"), ("val_accuracy", "right"), ("val_loss", "right"),
                           ("seeds", "right"), ("expression", "left")):
         table.add_column(name, justify=justify)
+    rungs = any(r.epochs is not None for r in anchors)
+    if rungs:
+        table.add_column("epochs", justify="right")
     for r in anchors:
         acc = "failed" if r.val_accuracy is None else f"{r.val_accuracy:.4f}"
         acc += "" if r.val_accuracy_std is None else f" ± {r.val_accuracy_std:.4f}"
         loss = "" if r.val_loss is None else f"{r.val_loss:.4f}"
-        table.add_row(r.tree, acc, loss, str(r.seeds), r.expr)
+        table.add_row(r.tree, acc, loss, str(r.seeds), r.expr, *([str(r.epochs)] if rungs else []))
     return table
 
 
 def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation]) -> str:
     """One line: does the front's best beat the best anchor on validation accuracy (not yet a test result)?
 
-    A known function at another scale is called what it is, never a discovery."""
-    scored = [r for r in anchors if r.scored]
-    if not front or not scored:
+    Both at the same training length (successive halving scores the anchors at every rung). A known function
+    at another scale is called what it is, never a discovery."""
+    if not front:
         return "nothing to compare yet"
-    best, anchor = ranked(front)[0], max(scored, key=lambda r: r.val_accuracy)
+    best = ranked(front)[0]
+    scored = [r for r in anchors if r.scored and r.epochs == best.epochs]
+    if not scored:
+        return "nothing to compare yet"
+    anchor = max(scored, key=lambda r: r.val_accuracy)
     verb = "beats" if best.val_accuracy > anchor.val_accuracy else "does not beat"
     known = known_as(parse(best.expression))
     what = "" if known is None else f", which is {known}: a known function, not a discovery"
+    length = "" if best.epochs is None else f" after {best.epochs} epochs"
     return (f"best of the front {best.expression} ({best.val_accuracy:.4f}) {verb} the best anchor {anchor.tree} "
-            f"({anchor.val_accuracy:.4f}) on validation accuracy{what}; `afos validate` checks it on the test split")
+            f"({anchor.val_accuracy:.4f}) on validation accuracy{length}{what}; `afos validate` checks it on the "
+            "test split")
 
 
 def validation_table(rows: list[dict], title: str) -> Table:

@@ -89,6 +89,9 @@ def _search_options(p: argparse.ArgumentParser) -> None:
                    help="fitness = mean validation accuracy over K initialisation seeds (default: 1)")
     p.add_argument("--race-seeds", type=int, metavar="M",
                    help="racing: re-score front members on up to M seeds before they displace others (default: off)")
+    p.add_argument("--rungs", metavar="E1,E2",
+                   help="successive halving: the best third of the candidates trained again for E1 epochs, the best "
+                        "third of those for E2, ...; the front is ordered on the longest training (default: off)")
     p.add_argument("--validate", action="store_true",
                    help="at the end, run `afos validate` (fresh seeds, longer training, test split)")
 

@@ -72,7 +72,8 @@ class Item:
         if self.entry is not None:
             e = self.entry
             loss = "" if e.val_loss is None else f", val_loss {e.val_loss:.6g}"
-            lines.append(f"Validation: val_accuracy {e.val_accuracy:.6g}, complexity {e.complexity}{loss}, "
+            length = "" if e.epochs is None else f" after {e.epochs} epochs"
+            lines.append(f"Validation: val_accuracy {e.val_accuracy:.6g}{length}, complexity {e.complexity}{loss}, "
                          f"generation {e.generation}")
         if self.entry is not None:
             lines += validated_lines(self.validation, self.entry.expression)

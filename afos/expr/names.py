@@ -92,9 +92,10 @@ def known_as(expr: sympy.Expr) -> str | None:
 
 
 def label(expression: str) -> str:
-    """``expression``, followed by `` (= its known name)`` where it has one: how afos shows a function."""
+    """``expression``, followed by `` (= its known name)`` where it has one (and is not written so already):
+    how afos shows a function."""
     try:
         name = known_as(parse(expression))
     except AfosError:
         return expression
-    return expression if name is None else f"{expression} (= {name})"
+    return expression if name is None or name == expression else f"{expression} (= {name})"

@@ -156,12 +156,13 @@ class Batched(PerSeed):
         if mode not in MODES:
             raise ValueError(f"unknown batched mode {mode!r} (available: {', '.join(MODES)})")
         self.problem, self.mode, self.shape, self.chunk = problem, mode, shape, chunk
-        self.trainers: dict[int, Trainer] = {}
+        self.trainers: dict[tuple[int, int | None], Trainer] = {}
 
-    def trainer(self, seed: int) -> Trainer:
-        if seed not in self.trainers:  # kept: its step is compiled once and reused for every later candidate
-            self.trainers[seed] = Trainer(self.problem, seed, self.shape)
-        return self.trainers[seed]
+    def trainer(self, seed: int, epochs: int | None = None) -> Trainer:
+        key = (seed, None if epochs == self.problem.settings.epochs else epochs)
+        if key not in self.trainers:  # kept: its step is compiled once and reused for every later candidate
+            self.trainers[key] = Trainer(self.problem.with_epochs(epochs), seed, self.shape)
+        return self.trainers[key]
 
     def _program(self, candidate: Candidate) -> Program | None:
         try:
@@ -170,16 +171,16 @@ class Batched(PerSeed):
         except (UnsupportedError, LoweringError):
             return None
 
-    def evaluate_seed(self, candidates: Sequence[Candidate], seed: int) -> Results:
+    def evaluate_seed(self, candidates: Sequence[Candidate], seed: int, epochs: int | None = None) -> Results:
         programs = {i: self._program(c) for i, c in enumerate(candidates)}
         for i in (i for i, p in programs.items() if p is None):
-            yield i, score_exactly(self.problem, candidates[i], seed)
+            yield i, score_exactly(self.problem.with_epochs(epochs), candidates[i], seed)
         order = [i for i, p in programs.items() if p is not None]
         if not order:
             return
         options = {"chunk": self.chunk} if self.mode == "vmap" else {}
         start = time.perf_counter()
-        for j, result in MODES[self.mode](self.trainer(seed), [programs[i] for i in order], **options):
+        for j, result in MODES[self.mode](self.trainer(seed, epochs), [programs[i] for i in order], **options):
             now = time.perf_counter()
             yield order[j], to_fitness(result, now - start)
             start = now

@@ -126,7 +126,8 @@ class FitnessWorker:
         self.backend, self.candidates = backend, candidates
         self.evaluator = None
 
-    def evaluate(self, problem: list, candidates: list[Candidate], seeds: list[int]) -> list[tuple[int, Fitness]]:
+    def evaluate(self, problem: list, candidates: list[Candidate], seeds: list[int],
+                 epochs: int | None = None) -> list[tuple[int, Fitness]]:
         if self.evaluator is None:
             import jax
             import ray
@@ -139,7 +140,7 @@ class FitnessWorker:
                 backend, _ = plan.choose_backend(problem.settings, problem.input_shape, self.candidates,
                                                  jax.default_backend())
             self.evaluator = plan.local_evaluator(backend, problem)
-        return list(self.evaluator.evaluate(candidates, seeds))
+        return list(self.evaluator.evaluate(candidates, seeds, epochs))
 
 
 class RayPool:
@@ -163,14 +164,14 @@ class RayPool:
             raise
         self.group_size = settings.group_size
 
-    def evaluate(self, candidates: Sequence[Candidate], seeds: Sequence[int]) -> Results:
+    def evaluate(self, candidates: Sequence[Candidate], seeds: Sequence[int], epochs: int | None = None) -> Results:
         ray = self.ray
         todo = deque(split(len(candidates), len(self.workers), self.group_size))
         idle, running = list(self.workers), {}
         while todo or running:
             while idle and todo:
                 worker, group = idle.pop(), todo.popleft()
-                task = worker.evaluate.remote([self.problem], [candidates[i] for i in group], list(seeds))
+                task = worker.evaluate.remote([self.problem], [candidates[i] for i in group], list(seeds), epochs)
                 running[task] = (worker, group)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=POLL_SECONDS)
             for ref in ready:

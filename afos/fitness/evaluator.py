@@ -1,8 +1,10 @@
 """The one evaluator protocol, and the exact backend.
 
-An evaluator scores screened candidates on given seeds: ``evaluate(candidates, seeds)`` yields
+An evaluator scores screened candidates on given seeds: ``evaluate(candidates, seeds, epochs=None)`` yields
 ``(index, Fitness)`` once per candidate, in any order, as soon as each is known (the driver appends it to
-the run's log before the next one arrives); the fitness is the mean over the seeds. ``close`` releases
+the run's log before the next one arrives); the fitness is the mean over the seeds, each a training
+of ``epochs`` epochs (None: the problem's own; a longer training is a higher rung of successive
+halving). ``close`` releases
 what it holds. Backends implement it (``Sequential`` here, ``Batched`` in ``afos.fitness.batched``);
 sharding over devices, Ray and replaying a run's log are wrappers that keep it (``afos.fitness.pools``,
 ``afos.fitness.cluster``). Failures (no intermediate form, a NaN/inf loss) are fitnesses with status
@@ -27,7 +29,8 @@ Results = Iterator[tuple[int, Fitness]]
 class Evaluator(Protocol):
     """Scores candidates on seeds; yields ``(index, Fitness)`` in any order, one per candidate."""
 
-    def evaluate(self, candidates: Sequence[Candidate], seeds: Sequence[int]) -> Results: ...
+    def evaluate(self, candidates: Sequence[Candidate], seeds: Sequence[int], epochs: int | None = None) -> Results:
+        ...
 
     def close(self) -> None: ...
 
@@ -46,15 +49,15 @@ class PerSeed:
     when its last seed is scored, with the mean over its seeds (``Fitness.mean_of``, in seed order).
     """
 
-    def evaluate_seed(self, candidates: Sequence[Candidate], seed: int) -> Results:
+    def evaluate_seed(self, candidates: Sequence[Candidate], seed: int, epochs: int | None = None) -> Results:
         raise NotImplementedError
 
-    def evaluate(self, candidates: Sequence[Candidate], seeds: Sequence[int]) -> Results:
+    def evaluate(self, candidates: Sequence[Candidate], seeds: Sequence[int], epochs: int | None = None) -> Results:
         if not candidates:
             return
         parts: list[list[Fitness]] = [[] for _ in candidates]
         for seed in seeds:
-            for i, fit in self.evaluate_seed(candidates, seed):
+            for i, fit in self.evaluate_seed(candidates, seed, epochs):
                 parts[i].append(fit)
                 if len(parts[i]) == len(seeds):
                     yield i, Fitness.mean_of(parts[i])
@@ -82,6 +85,7 @@ class Sequential(PerSeed):
     def __init__(self, problem: FitnessProblem):
         self.problem = problem
 
-    def evaluate_seed(self, candidates: Sequence[Candidate], seed: int) -> Results:
+    def evaluate_seed(self, candidates: Sequence[Candidate], seed: int, epochs: int | None = None) -> Results:
+        problem = self.problem.with_epochs(epochs)
         for i, candidate in enumerate(candidates):
-            yield i, score_exactly(self.problem, candidate, seed)
+            yield i, score_exactly(problem, candidate, seed)

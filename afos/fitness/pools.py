@@ -58,13 +58,13 @@ class Sharded:
         with self.jax.default_device(self.devices[k]):
             return make()
 
-    def evaluate(self, candidates: Sequence[Candidate], seeds: Sequence[int]) -> Results:
+    def evaluate(self, candidates: Sequence[Candidate], seeds: Sequence[int], epochs: int | None = None) -> Results:
         results: queue.Queue[tuple[int, Fitness]] = queue.Queue()
         cancelled = threading.Event()
 
         def work(k: int, group: list[int]) -> None:
             with self.jax.default_device(self.devices[k]):
-                for j, fit in self.places[k].evaluate([candidates[i] for i in group], seeds):
+                for j, fit in self.places[k].evaluate([candidates[i] for i in group], seeds, epochs):
                     results.put((group[j], fit))
                     if cancelled.is_set():
                         return
@@ -97,7 +97,7 @@ def _next_result(results: queue.Queue, futures: list[Future]) -> tuple[int, Fitn
                 raise RuntimeError("a device's evaluator returned fewer results than it was given candidates")
 
 
-Answer = tuple[str, tuple[int, ...]]  # (fingerprint, seeds): a request a recorded line answers
+Answer = tuple[str, tuple[int, ...], int | None]  # (fingerprint, seeds, epochs): a request a recorded line answers
 
 
 class Replay:
@@ -109,14 +109,14 @@ class Replay:
 
     Args:
         inner: the evaluator that trains.
-        answers: (fingerprint, seeds) -> the fitness recorded for that request.
+        answers: (fingerprint, seeds, epochs) -> the fitness recorded for that request.
     """
 
     def __init__(self, inner: Evaluator, answers: Mapping[Answer, Fitness]):
         self.inner, self.answers = inner, dict(answers)
 
-    def evaluate(self, candidates: Sequence[Candidate], seeds: Sequence[int]) -> Results:
-        keys = [(c.fingerprint, tuple(seeds)) for c in candidates]
+    def evaluate(self, candidates: Sequence[Candidate], seeds: Sequence[int], epochs: int | None = None) -> Results:
+        keys = [(c.fingerprint, tuple(seeds), epochs) for c in candidates]
         rest = []
         for i, key in enumerate(keys):
             if key in self.answers:
@@ -124,7 +124,7 @@ class Replay:
             else:
                 rest.append(i)
         if rest:
-            for j, fit in self.inner.evaluate([candidates[i] for i in rest], seeds):
+            for j, fit in self.inner.evaluate([candidates[i] for i in rest], seeds, epochs):
                 yield rest[j], fit
 
     def close(self) -> None:

@@ -10,6 +10,8 @@ it: the exact path calls ``score``; the batched path builds one model around an 
 
 from __future__ import annotations
 
+import dataclasses
+
 import optax
 from flax import nnx
 
@@ -37,6 +39,7 @@ class FitnessProblem:
         zoo.check(settings.model, self.model_options(settings))
         self.settings = settings
         self._dataset = dataset
+        self._longer: dict[int, FitnessProblem] = {}
 
     @staticmethod
     def model_options(settings: FitnessSettings) -> dict:
@@ -51,6 +54,14 @@ class FitnessProblem:
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.dataset.input_shape
+
+    def with_epochs(self, epochs: int | None) -> FitnessProblem:
+        """This problem trained for ``epochs`` epochs (None or its own: itself), on the same data (loaded once)."""
+        if epochs is None or epochs == self.settings.epochs:
+            return self
+        if epochs not in self._longer:
+            self._longer[epochs] = FitnessProblem(dataclasses.replace(self.settings, epochs=epochs), self.dataset)
+        return self._longer[epochs]
 
     def without_test(self) -> FitnessProblem:
         """This problem with an empty test split: what is shipped to workers (selection never reads it)."""

@@ -20,28 +20,40 @@ class FrontEntry:
     val_accuracy_std: float | None = None  # across the seeds below (None for one seed)
     seeds: int = 1  # initialisation seeds the accuracy is the mean of
     gain: float | None = None  # trained as gain * expression (unit gain), or None: no gain normalisation
+    epochs: int | None = None  # the training length of the accuracy (successive halving), or None: the search's
+
+    @property
+    def merit(self) -> tuple[int, float]:
+        """(training length, accuracy): what "more accurate" means on the front. Accuracies of different
+        training lengths are not compared: the longer training ranks first (successive halving)."""
+        return self.epochs or 0, self.val_accuracy
 
 
 def pareto_front(entries: Iterable[FrontEntry]) -> list[FrontEntry]:
-    """Non-dominated entries (max accuracy, min complexity), simplest first; one per function."""
+    """Non-dominated entries (max ``merit``, min complexity), simplest first; one per function."""
     best: dict[str, FrontEntry] = {}
     for e in entries:
         old = best.get(e.fingerprint)
         if old is None or (e.complexity, e.generation) < (old.complexity, old.generation):
             best[e.fingerprint] = e
-    ordered = sorted(best.values(), key=lambda e: (e.complexity, -e.val_accuracy, e.generation, e.expression))
-    front, top = [], float("-inf")
+    ordered = sorted(best.values(), key=lambda e: (e.complexity, _descending(e.merit), e.generation, e.expression))
+    front, top = [], (-1, float("-inf"))
     for e in ordered:
-        if e.val_accuracy > top:
+        if e.merit > top:
             front.append(e)
-            top = e.val_accuracy
+            top = e.merit
     return front
 
 
 def ranked(front: Iterable[FrontEntry]) -> list[FrontEntry]:
-    """Most accurate first; ties go to the simpler function, then to the expression's text.
+    """Most accurate first (at the longest training, ``merit``); ties go to the simpler function, then to the
+    expression's text.
 
     The one order in which afos names "the best" functions of a run: export, validate, warm starts,
     benchmarks of a run and reports all use it.
     """
-    return sorted(front, key=lambda e: (-e.val_accuracy, e.complexity, e.expression))
+    return sorted(front, key=lambda e: (_descending(e.merit), e.complexity, e.expression))
+
+
+def _descending(merit: tuple[int, float]) -> tuple[int, float]:
+    return -merit[0], -merit[1]

@@ -1,8 +1,8 @@
 """The memo of a search: every function scored so far, by fingerprint, and the front it makes.
 
 A function is trained once; every later tree that computes it (same fingerprint) reuses its fitness. The
-memo keeps, per function, its latest fitness (racing may re-score it on more seeds), its simplest tree so
-far and the generation it was first seen in.
+memo keeps, per function, its latest fitness (racing may re-score it on more seeds, successive halving
+train it longer), its simplest tree so far and the generation it was first seen in.
 """
 
 from __future__ import annotations
@@ -27,22 +27,44 @@ class Known:
     expr: str
     generation: int
     gain: float | None = None  # trained as gain * expr (unit gain), or None
+    epochs: int | None = None  # the training length of ``fitness`` (successive halving), or None: the search's
+    climbed: tuple[float, ...] = ()  # its accuracy at each lower rung of successive halving, from rung 0
+
+    @property
+    def rung(self) -> int:
+        """The successive-halving rung its fitness is measured at (0: the search's own training)."""
+        return len(self.climbed)
+
+    def objectives(self, complexity: int) -> tuple[float, float]:
+        """NSGA-II objective values of a tree of ``complexity`` that computes this function."""
+        return self.fitness.objectives(complexity, self.rung)
 
 
 Memo = dict[str, Known]  # fingerprint -> what is known of that function
 
 
 def learn(memo: Memo, fingerprint: str, complexity: int, tree: str, expr: str, fit: Fitness, generation: int,
-          gain: float | None = None) -> None:
-    """Records a scored function, keeping its simplest tree (with its gain) and the generation it was first seen."""
+          gain: float | None = None, epochs: int | None = None) -> None:
+    """Records a scored function, keeping its simplest tree (with its gain) and the generation it was first
+    seen; a function already known keeps its fitness (``fit`` is that fitness, reused)."""
     old = memo.get(fingerprint)
-    if old is None or complexity < old.complexity:
-        memo[fingerprint] = Known(fit, complexity, tree, expr, generation if old is None else old.generation, gain)
+    if old is None:
+        memo[fingerprint] = Known(fit, complexity, tree, expr, generation, gain, epochs)
+    elif complexity < old.complexity:
+        memo[fingerprint] = dataclasses.replace(old, complexity=complexity, tree=tree, expr=expr, gain=gain)
 
 
 def rescore(memo: Memo, fingerprint: str, fit: Fitness) -> None:
-    """Replaces a known function's fitness by a re-scoring on more seeds."""
+    """Replaces a known function's fitness by a re-scoring on more seeds (the same training length)."""
     memo[fingerprint] = dataclasses.replace(memo[fingerprint], fitness=fit)
+
+
+def promote(memo: Memo, fingerprint: str, fit: Fitness, epochs: int | None) -> None:
+    """Replaces a known function's fitness by its fitness at the next rung (``epochs`` long), keeping the
+    accuracy it climbed from."""
+    old = memo[fingerprint]
+    memo[fingerprint] = dataclasses.replace(old, fitness=fit, epochs=epochs,
+                                            climbed=(*old.climbed, float(old.fitness.val_accuracy)))
 
 
 class Line(Protocol):
@@ -55,6 +77,7 @@ class Line(Protocol):
     expr: str
     generation: int
     gain: float | None
+    epochs: int | None
 
     @property
     def fitness(self) -> Fitness: ...
@@ -65,9 +88,11 @@ def replay(memo: Memo, lines: Iterable[Line]) -> None:
     for line in lines:
         if line.status == types.RESCORED:
             rescore(memo, line.fingerprint, line.fitness)
+        elif line.status == types.PROMOTED:
+            promote(memo, line.fingerprint, line.fitness, line.epochs)
         elif line.status not in (types.REJECTED, types.ANCHOR):
             learn(memo, line.fingerprint, line.complexity, line.tree, line.expr, line.fitness, line.generation,
-                  line.gain)
+                  line.gain, line.epochs)
 
 
 def front_of(memo: Memo, confirmed: int = 1) -> list[FrontEntry]:
@@ -80,7 +105,7 @@ def front_of(memo: Memo, confirmed: int = 1) -> list[FrontEntry]:
     """
     entries = [
         FrontEntry(k.expr, k.fitness.val_accuracy, k.complexity, k.fitness.val_loss, k.generation, fp, k.tree,
-                   k.fitness.val_accuracy_std, k.fitness.seeds, k.gain)
+                   k.fitness.val_accuracy_std, k.fitness.seeds, k.gain, k.epochs)
         for fp, k in memo.items()
         if k.fitness.status == types.OK
     ]
@@ -89,4 +114,5 @@ def front_of(memo: Memo, confirmed: int = 1) -> list[FrontEntry]:
         return front
     incumbents = pareto_front(e for e in entries if e.seeds >= confirmed)
     merged = {e.fingerprint: e for e in incumbents + [e for e in front if e.seeds < confirmed]}
-    return sorted(merged.values(), key=lambda e: (e.complexity, -e.val_accuracy, e.generation, e.expression))
+    return sorted(merged.values(), key=lambda e: (e.complexity, -e.merit[0], -e.val_accuracy, e.generation,
+                                                  e.expression))

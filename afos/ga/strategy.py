@@ -24,9 +24,9 @@ from deap import tools
 from afos import types
 from afos.config import Config
 from afos.expr import Candidate, analyse, parse
-from afos.ga import genome, memo
+from afos.ga import genome, halving, memo
 from afos.ga.front import FrontEntry
-from afos.ga.memo import Memo
+from afos.ga.memo import Known, Memo
 from afos.types import Fitness
 
 
@@ -119,32 +119,34 @@ class Search:
     def learned(self, state: SearchState, offspring: Sequence[genome.Individual],
                 fitnesses: Sequence[Fitness | None]) -> Memo:
         """The memo once ``offspring`` are known by ``fitnesses`` (None: rejected by the screen); pure."""
-        known = dict(state.known)
+        known, epochs = dict(state.known), halving.rung_epochs(self.config)[0]
         for ind, fit in zip(offspring, fitnesses, strict=True):
             if fit is not None:
                 c = self.candidate(ind)
                 memo.learn(known, c.fingerprint, genome.complexity(ind), genome.to_text(ind), c.text, fit,
-                           state.generation, c.gain)
+                           state.generation, c.gain, epochs)
         return known
 
     def tell(self, state: SearchState, offspring: Sequence[genome.Individual], fitnesses: Sequence[Fitness | None],
-             rescored: Mapping[str, Fitness] | None = None) -> SearchState:
-        """Learns the offspring's fitnesses and the re-scorings of known functions, then NSGA-II survival.
+             updates: Mapping[str, Known] | None = None) -> SearchState:
+        """Learns the offspring's fitnesses and what was learnt of known functions since, then NSGA-II survival.
 
         Args:
             fitnesses: per offspring, its function's fitness, or None where the screen rejected it.
-            rescored: fingerprint -> a known function's fitness on more seeds (racing).
+            updates: fingerprint -> what is now known of a function scored again after the offspring
+                (racing on more seeds, successive halving on longer training).
 
         The individuals of ``state`` and ``offspring`` carry their objective values from here on.
         """
         known = self.learned(state, offspring, fitnesses)
+        known.update(updates or {})
         for ind, fit in zip(offspring, fitnesses, strict=True):
-            ind.fitness.values = types.WORST_FITNESS if fit is None else fit.objectives(genome.complexity(ind))
-        for fp, fit in (rescored or {}).items():
-            memo.rescore(known, fp, fit)
-            for ind in state.population + list(offspring):
-                if self.candidate(ind).fingerprint == fp:
-                    ind.fitness.values = fit.objectives(genome.complexity(ind))
+            fp = self.candidate(ind).fingerprint
+            ind.fitness.values = types.WORST_FITNESS if fit is None else known[fp].objectives(genome.complexity(ind))
+        for ind in state.population:
+            fp = self.candidate(ind).fingerprint
+            if fp in (updates or {}):
+                ind.fitness.values = known[fp].objectives(genome.complexity(ind))
         pool = state.population + list(offspring)
         survivors = tools.selNSGA2(pool, min(self.config.search.population, len(pool)))
         return SearchState(state.generation + 1, survivors, state.rng, known)

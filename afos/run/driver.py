@@ -8,9 +8,10 @@ lines win over anything recomputed (``Run.append``), so a run stopped at any poi
 had never stopped.
 
 Besides one line per individual (``(generation, index)``), a run writes the anchors (standard activations
-scored once, generation -1, status ``anchor``) and, with racing, the re-scorings of front members after a
-generation's individuals (indices from the population size on, status ``rescored``). Both are decided
-from the state alone, so resuming reuses them like any other line.
+scored once per rung, generation -1, status ``anchor``) and, after a generation's individuals (indices from
+the population size on), the promotions of successive halving (status ``promoted``) and the re-scorings of
+racing (status ``rescored``). All are decided from the state alone, so resuming reuses them like any other
+line.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from afos.errors import RunError
 from afos.expr import STANDARD_ACTIVATIONS, Candidate, analyse, parse
 from afos.fitness.evaluator import Evaluator
 from afos.fitness.pools import Answer, Replay
-from afos.ga import genome, racing
+from afos.ga import genome, halving, racing
 from afos.ga.front import FrontEntry
 from afos.ga.memo import Known, Memo
 from afos.ga.strategy import Search, SearchState
@@ -79,6 +80,7 @@ class _Loop:
         p = search.config.protocol
         self.seeds = config_lib.search_seeds(search.config.fitness, p.max_seeds)  # a confirmed fitness's seeds
         self.fitness_seeds = self.seeds[: p.fitness_seeds]  # a new candidate's
+        self.epochs = halving.rung_epochs(search.config)  # the training length of each rung ([None]: no rungs)
 
     def emit(self, line: Evaluation, report: Callable[[Evaluation], None] | None = None) -> Evaluation:
         """Appends ``line`` (or finds it recorded), reports it and stops here if Ctrl-C asked to."""
@@ -88,28 +90,41 @@ class _Loop:
             raise SearchInterruptedError
         return kept
 
+    def report_again(self, line: Evaluation) -> None:
+        acc = "failed" if line.val_accuracy is None else f"{line.val_accuracy:.4f}"
+        std = "" if line.val_accuracy_std is None else f" ± {line.val_accuracy_std:.4f}"
+        what = "re-scored" if line.status == types.RESCORED else "promoted"
+        length = "" if line.epochs is None else f", {line.epochs} epochs"
+        self.reporter.message(f"{what} {line.expr} on {line.seeds} seeds{length}: {acc}{std}")
+
     # --- anchors ------------------------------------------------------------------------------------
     def anchors(self) -> None:
-        """Scores the configured standard activations once per run, on the seeds of a confirmed fitness.
+        """Scores the configured standard activations once per run, on the seeds of a confirmed fitness, at
+        every rung of successive halving (line ``k * len(anchors) + i``: anchor i at rung k).
 
         They are lines of their own (status ``anchor``, generation -1) and never enter the population.
         """
         recorded = {r.index: r for r in self.run.anchors()}
-        todo: list[tuple[int, str, Candidate]] = []
-        for i, name in enumerate(self.search.config.protocol.anchors):
-            old = recorded.get(i)
-            if old is None:
-                todo.append((i, name, self.search.describe(parse(STANDARD_ACTIVATIONS[name]))))
-            elif old.tree != name:
-                raise RunError(f"{self.run.log}: anchor line {i} holds {old.tree!r} but the config asks {name!r}")
-        # together: a pool trains them side by side
-        for j, fit in self.evaluator.evaluate([c for _, _, c in todo], self.seeds):
-            i, name, c = todo[j]
-            nodes = sum(1 for _ in sympy.preorder_traversal(c.expr))
-            line = Evaluation.of(ANCHOR_GENERATION, i, name, nodes, c, types.ANCHOR, fit, fit.seconds)
-            acc = "failed" if fit.val_accuracy is None else f"{fit.val_accuracy:.4f}"
-            self.emit(line, lambda r, acc=acc: self.reporter.message(
-                f"anchor {r.tree} ({r.expr}): val_accuracy {acc} on {len(self.seeds)} seed(s)"))
+        names = self.search.config.protocol.anchors
+        todo: dict[int | None, list[tuple[int, str, Candidate]]] = {}  # epochs -> anchors to score
+        for k, epochs in enumerate(self.epochs):
+            for i, name in enumerate(names):
+                index, old = k * len(names) + i, recorded.get(k * len(names) + i)
+                if old is None:
+                    todo.setdefault(epochs, []).append((index, name, self.search.describe(
+                        parse(STANDARD_ACTIVATIONS[name]))))
+                elif old.tree != name:
+                    raise RunError(f"{self.run.log}: anchor line {index} holds {old.tree!r} but the config asks "
+                                   f"{name!r}")
+        for epochs, group in todo.items():  # together: a pool trains them side by side
+            for j, fit in self.evaluator.evaluate([c for _, _, c in group], self.seeds, epochs):
+                index, name, c = group[j]
+                nodes = sum(1 for _ in sympy.preorder_traversal(c.expr))
+                line = Evaluation.of(ANCHOR_GENERATION, index, name, nodes, c, types.ANCHOR, fit, fit.seconds, epochs)
+                acc = "failed" if fit.val_accuracy is None else f"{fit.val_accuracy:.4f}"
+                length = "" if epochs is None else f", {epochs} epochs"
+                self.emit(line, lambda r, acc=acc, length=length: self.reporter.message(
+                    f"anchor {r.tree} ({r.expr}): val_accuracy {acc} on {len(self.seeds)} seed(s){length}"))
 
     # --- one generation -----------------------------------------------------------------------------
     def generation(self, state: SearchState) -> SearchState:
@@ -119,10 +134,12 @@ class _Loop:
         candidates = [self.search.candidate(ind) for ind in offspring]
         evaluator = Replay(self.evaluator, self._answers(g, state.known))
         fits: list[Fitness | None] = [None] * len(offspring)
+        base = self.epochs[0]
 
-        def emit(i: int, status: str, fit: Fitness | None, seconds: float) -> None:
+        def emit(i: int, status: str, fit: Fitness | None, seconds: float, epochs: int | None = base) -> None:
             ind = offspring[i]
-            line = Evaluation.of(g, i, genome.to_text(ind), genome.complexity(ind), candidates[i], status, fit, seconds)
+            line = Evaluation.of(g, i, genome.to_text(ind), genome.complexity(ind), candidates[i], status, fit,
+                                 seconds, None if status == types.REJECTED else epochs)
             kept = self.emit(line)
             fits[i] = None if status == types.REJECTED else kept.fitness
 
@@ -131,61 +148,76 @@ class _Loop:
             if not c.accepted:
                 emit(i, types.REJECTED, None, 0.0)
             elif c.fingerprint in state.known:
-                emit(i, types.CACHED, state.known[c.fingerprint].fitness, 0.0)
+                known = state.known[c.fingerprint]
+                emit(i, types.CACHED, known.fitness, 0.0, known.epochs)
             else:
                 todo.setdefault(c.fingerprint, []).append(i)
         firsts = [indices[0] for indices in todo.values()]
-        for j, fit in evaluator.evaluate([candidates[i] for i in firsts], self.fitness_seeds):
+        for j, fit in evaluator.evaluate([candidates[i] for i in firsts], self.fitness_seeds, base):
             first = firsts[j]
             emit(first, fit.status, fit, fit.seconds)
             for i in todo[candidates[first].fingerprint][1:]:  # the same function again: its fitness reused
                 emit(i, types.CACHED, fit, 0.0)
-        rescored = racing.race(self.search.learned(state, offspring, fits), self.search.config.protocol,
-                               self.search.config.search.population, self._rescorer(g, len(offspring), evaluator))
-        state = self.search.tell(state, offspring, fits, rescored)
+        # then, as lines after the individuals: promotions to longer training, re-scorings on more seeds
+        again = _Again(self, g, len(offspring), evaluator)
+        known = self.search.learned(state, offspring, fits)
+        updates = halving.halve(known, self.search.config, again.promote)
+        updates |= racing.race(known | updates, self.search.config.protocol, self.search.config.search.population,
+                               again.rescore)
+        state = self.search.tell(state, offspring, fits, updates)
         front = self.search.front(state)
         self.run.write_front(front)
         self.run.write_checkpoint(self.search.save(state))
         self.reporter.generation_finished(g, front)
         return state
 
-    def _rescorer(self, g: int, first_index: int, evaluator: Evaluator) -> racing.Rescore:
-        """Racing's re-scoring: a line of its own (status ``rescored``) after the generation's individuals."""
-        index = [first_index]
-
-        def rescore(fp: str, known: Known, have: int, want: int) -> Fitness:
-            ind = genome.from_text(known.tree, self.search.pset)
-            c = self.search.candidate(ind)
-            ((_, part),) = evaluator.evaluate([c], self.seeds[have:want])
-            fit = known.fitness.extended(part)
-            line = Evaluation.of(g, index[0], known.tree, genome.complexity(ind), c, types.RESCORED, fit, part.seconds)
-            index[0] += 1
-            return self.emit(line, self._report_rescore).fitness
-
-        return rescore
-
-    def _report_rescore(self, line: Evaluation) -> None:
-        acc = "failed" if line.val_accuracy is None else f"{line.val_accuracy:.4f}"
-        std = "" if line.val_accuracy_std is None else f" ± {line.val_accuracy_std:.4f}"
-        self.reporter.message(f"re-scored {line.expr} on {line.seeds} seeds: {acc}{std}")
-
     def _answers(self, g: int, known: Memo) -> dict[Answer, Fitness]:
         """What the log recorded for generation ``g`` before an interruption, as answers to the requests the
-        generation will make again: an individual's training on the search seeds, a re-scoring's training on
-        the seeds it added."""
+        generation will make again: an individual's training on the search seeds, a promotion's on the
+        search seeds at its rung's length, a re-scoring's on the seeds it added."""
         out: dict[Answer, Fitness] = {}
-        seeds: dict[str, int] = {}  # fingerprint -> seeds its fitness has so far in this generation
+        have: dict[str, int] = {}  # fingerprint -> seeds its fitness has so far in this generation
         for line in (r for r in self.run.records() if r.generation == g):
             fp = line.fingerprint
-            if line.status in (types.OK, types.FAILED):
-                out[(fp, tuple(self.fitness_seeds))] = line.fitness
-                seeds[fp] = len(self.fitness_seeds)
-            elif line.status == types.RESCORED and (fp in seeds or fp in known):
-                have = seeds.get(fp) or known[fp].fitness.seeds
-                want = racing.rescored_seeds(have, self.search.config.protocol)  # a failed line records none
-                out[(fp, tuple(self.seeds[have:want]))] = _added_part(line, have)
-                seeds[fp] = want
+            if line.status in (types.OK, types.FAILED, types.PROMOTED):
+                out[(fp, tuple(self.fitness_seeds), line.epochs)] = line.fitness
+                have[fp] = len(self.fitness_seeds)
+            elif line.status == types.RESCORED and (fp in have or fp in known):
+                n = have.get(fp) or known[fp].fitness.seeds
+                want = racing.rescored_seeds(n, self.search.config.protocol)  # a failed line records none
+                out[(fp, tuple(self.seeds[n:want]), line.epochs)] = _added_part(line, n)
+                have[fp] = want
         return out
+
+
+class _Again:
+    """A generation's second look at known functions, each a line of its own after the individuals (indices
+    from the population size on): a promotion to the next rung (status ``promoted``) and a re-scoring on
+    more seeds (status ``rescored``)."""
+
+    def __init__(self, loop: _Loop, generation: int, first_index: int, evaluator: Evaluator):
+        self.loop, self.generation, self.index, self.evaluator = loop, generation, first_index, evaluator
+
+    def _line(self, known: Known, status: str, fit: Fitness, seconds: float, epochs: int | None) -> Fitness:
+        search = self.loop.search
+        ind = genome.from_text(known.tree, search.pset)
+        line = Evaluation.of(self.generation, self.index, known.tree, genome.complexity(ind), search.candidate(ind),
+                             status, fit, seconds, epochs)
+        self.index += 1
+        return self.loop.emit(line, self.loop.report_again).fitness
+
+    def _train(self, known: Known, seeds: list[int], epochs: int | None) -> Fitness:
+        c = self.loop.search.candidate(genome.from_text(known.tree, self.loop.search.pset))
+        ((_, fit),) = self.evaluator.evaluate([c], seeds, epochs)
+        return fit
+
+    def promote(self, fp: str, known: Known, epochs: int) -> Fitness:
+        fit = self._train(known, self.loop.fitness_seeds, epochs)
+        return self._line(known, types.PROMOTED, fit, fit.seconds, epochs)
+
+    def rescore(self, fp: str, known: Known, have: int, want: int) -> Fitness:
+        part = self._train(known, self.loop.seeds[have:want], known.epochs)
+        return self._line(known, types.RESCORED, known.fitness.extended(part), part.seconds, known.epochs)
 
 
 def _added_part(line: Evaluation, have: int) -> Fitness:

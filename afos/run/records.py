@@ -39,6 +39,8 @@ class Evaluation:
         seconds: what this line cost (0 for lines that reuse a fitness).
         gain: the ``g`` the function was trained with (``g * f``, unit gain), or None: gain normalisation off
             (a run of format 1 has no such field).
+        epochs: the training length of this line's fitness, in runs with successive halving
+            (``protocol.rungs``); None (no field) in runs without: every fitness is ``fitness.epochs`` long.
     """
 
     generation: int
@@ -57,17 +59,19 @@ class Evaluation:
     seed_accuracies: tuple[float, ...]
     seconds: float
     gain: float | None = None
+    epochs: int | None = None
 
     @classmethod
     def of(cls, generation: int, index: int, tree: str, complexity: int, candidate: Candidate, status: str,
-           fit: Fitness | None, seconds: float) -> Evaluation:
-        """The line of ``candidate`` (as ``tree`` of ``complexity``) with ``fit`` (None: rejected)."""
+           fit: Fitness | None, seconds: float, epochs: int | None = None) -> Evaluation:
+        """The line of ``candidate`` (as ``tree`` of ``complexity``) with ``fit`` (None: rejected) of a training
+        of ``epochs`` epochs (None: a run without successive halving)."""
         scored = fit is not None and fit.status == types.OK
         return cls(
             generation, index, tree, candidate.text, candidate.key_hash, candidate.fingerprint, complexity, status,
             fit.reason if fit else candidate.reason,
             fit.val_accuracy if fit else None, fit.val_loss if fit else None, fit.val_accuracy_std if fit else None,
-            fit.seeds if scored else 0, fit.accuracies if scored else (), round(seconds, 4), candidate.gain)
+            fit.seeds if scored else 0, fit.accuracies if scored else (), round(seconds, 4), candidate.gain, epochs)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Evaluation:
@@ -80,8 +84,9 @@ class Evaluation:
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["seed_accuracies"] = list(self.seed_accuracies)
-        if self.gain is None:
-            del out["gain"]  # the lines of runs without gain normalisation are those of format 1
+        for name in ("gain", "epochs"):  # the lines of runs without these settings are those of format 1
+            if out[name] is None:
+                del out[name]
         return out
 
     @property
@@ -105,11 +110,13 @@ class Evaluation:
 
 PARETO_COLUMNS = ("expression", "val_accuracy", "complexity", "val_loss", "generation", "fingerprint", "tree",
                   "val_accuracy_std", "seeds")
-GAIN_COLUMN = "gain"  # after the others, in runs with gain normalisation only (format 1 has none)
+# After the others, only where they have values: gain normalisation (format 1 has none), successive halving.
+OPTIONAL_PARETO_COLUMNS = ("gain", "epochs")
 
 
 def pareto_csv(front: Sequence[FrontEntry]) -> str:
-    columns = PARETO_COLUMNS + ((GAIN_COLUMN,) if any(e.gain is not None for e in front) else ())
+    columns = PARETO_COLUMNS + tuple(c for c in OPTIONAL_PARETO_COLUMNS
+                                     if any(getattr(e, c) is not None for e in front))
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(columns)
@@ -126,7 +133,7 @@ def front_from_csv(text: str) -> list[FrontEntry]:
     return [
         FrontEntry(r["expression"], float(r["val_accuracy"]), int(r["complexity"]), _number(r["val_loss"]),
                    int(r["generation"]), r["fingerprint"], r["tree"], _number(r.get("val_accuracy_std")),
-                   int(r.get("seeds") or 1), _number(r.get(GAIN_COLUMN)))
+                   int(r.get("seeds") or 1), _number(r.get("gain")), _number(r.get("epochs"), int))
         for r in csv.DictReader(text.splitlines())
     ]
 

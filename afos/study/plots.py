@@ -25,7 +25,7 @@ from matplotlib.transforms import blended_transform_factory  # noqa: E402
 from afos.expr import ir, numeric, parse  # noqa: E402
 from afos.ga.front import FrontEntry  # noqa: E402
 from afos.run.records import Evaluation  # noqa: E402
-from afos.types import ANCHOR, RESCORED  # noqa: E402
+from afos.types import ANCHOR, RESCORINGS  # noqa: E402
 
 DPI = 110
 METRIC_TITLES = {
@@ -166,8 +166,8 @@ def pareto_front(records: Sequence[Evaluation], front: Sequence[FrontEntry]) -> 
 def fitness_history(records: Sequence[Evaluation]) -> Figure:
     """Best and median validation accuracy per generation, and the best found so far."""
     per_gen: dict[int, list[float]] = defaultdict(list)
-    for r in records:  # the population's own lines: not the anchors, not re-scorings of earlier ones
-        if r.scored and r.status not in (ANCHOR, RESCORED):
+    for r in records:  # the population's own lines: not the anchors, not re-scorings or promotions of earlier ones
+        if r.scored and r.status not in (ANCHOR, *RESCORINGS):
             per_gen[r.generation].append(r.val_accuracy)
     gens = sorted(per_gen)
     fig = Figure(figsize=(7, 4), layout="constrained")

@@ -181,18 +181,19 @@ def run_report(run_dir: Path) -> tuple[Report, dict[str, Any]]:
                       [[r["activation"], r["model"], *format_validation_row(r), _p(r["wilcoxon_p_holm"]),
                         r["verdict"], label(r["expression"])] for r in judged]))
     report.heading("Pareto front")
-    report.table((["complexity", "val_accuracy", "val_loss", "generation", "expression"],
+    report.table((["complexity", "val_accuracy", "val_loss", "generation", "epochs", "expression"],
                   [[str(e.complexity), f"{e.val_accuracy:.4f}",
                     "" if e.val_loss is None or not math.isfinite(e.val_loss) else f"{e.val_loss:.4f}",
-                    str(e.generation), label(e.expression)] for e in front]))
+                    str(e.generation), str(e.epochs or run.config.fitness.epochs), label(e.expression)]
+                   for e in front]))
     report.figure("pareto", plots.pareto_front(records, front), "Evaluated functions and the Pareto front")
     anchors = run.anchors()
     if anchors:
         report.heading("Anchors")
         report.text("Standard activations scored under the search's own fitness protocol, beside the front.")
-        report.table((["anchor", "val_accuracy", "seeds", "expression"],
-                      [[a.tree, "failed" if a.val_accuracy is None else f"{a.val_accuracy:.4f}", str(a.seeds), a.expr]
-                       for a in anchors]))
+        report.table((["anchor", "val_accuracy", "seeds", "epochs", "expression"],
+                      [[a.tree, "failed" if a.val_accuracy is None else f"{a.val_accuracy:.4f}", str(a.seeds),
+                        str(a.epochs or run.config.fitness.epochs), a.expr] for a in anchors]))
     report.heading("Fitness per generation")
     report.figure("history", plots.fitness_history(records), "Best and median validation accuracy")
     report.heading("Activation shapes")
