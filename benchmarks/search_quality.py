@@ -31,8 +31,7 @@ import numpy as np
 from afos import config as config_lib
 from afos import types
 from afos.expr import STANDARD_ACTIVATIONS
-from afos.expr.names import known_as
-from afos.expr.parse import parse
+from afos.expr.names import label
 from afos.ga import memo
 from afos.ga.front import ranked
 from afos.run import driver
@@ -69,12 +68,14 @@ def run_search(args, run_dir: Path, cfg: config_lib.Config) -> Run:
 
 
 def trajectory(run: Run) -> list[dict]:
-    """Per generation: the trainings spent so far and the function the search would name best at that point."""
-    lines = run.records()
-    out, known, spent = [], {}, 0
+    """Per generation: the trainings spent so far (in trainings of ``fitness.epochs``: a promotion to a rung of
+    9 epochs counts 9 times one epoch) and the function the search would name best at that point."""
+    lines, base = run.records(), run.config.fitness.epochs
+    out, known, spent = [], {}, 0.0
     for g in range(max(line.generation for line in lines) + 1):
         now = [line for line in lines if line.generation == g]
-        spent += sum(line.status in (types.OK, types.FAILED, types.RESCORED) for line in now)
+        spent += sum((line.epochs or base) / base for line in now  # one seed each: no racing here
+                     if line.status in (types.OK, types.FAILED, *types.RESCORINGS))
         memo.replay(known, now)
         best = ranked(memo.front_of(known, run.config.protocol.max_seeds))
         if best:
@@ -157,16 +158,11 @@ def table(results: dict) -> str:
     for (strategy, gain), finals in sorted(groups.items()):
         acc = np.array([f["test_accuracy"] for f in finals])
         relu = results[f"anchors_{gain}"]["relu"]
-        winners = "; ".join(_named(f["expression"]) for f in finals)
+        winners = "; ".join(label(f["expression"]) for f in finals)
         lines.append(f"| {strategy} | {gain} | {np.mean([f['trainings'] for f in finals]):.0f} | "
                      f"{acc.mean():.4f} ± {acc.std(ddof=1) if len(acc) > 1 else math.nan:.4f} | {relu:.4f} | "
                      f"{winners} |")
     return "\n".join(lines)
-
-
-def _named(expression: str) -> str:
-    name = known_as(parse(expression))
-    return expression if name is None else f"{expression} (= {name})"
 
 
 def plot(results: dict, path: str) -> None:
