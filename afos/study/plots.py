@@ -142,10 +142,11 @@ def cd_diagram(ranks: dict[str, float], nemenyi_pvalues: dict[str, dict[str, flo
 
 
 def pareto_front(records: Sequence[Evaluation], front: Sequence[FrontEntry]) -> Figure:
-    """Every scored evaluation (grey) and the front (accuracy against complexity), front labelled."""
+    """Every scored individual (grey) and the front (accuracy against complexity), front labelled (with its
+    training length where successive halving trained it longer)."""
     fig = Figure(figsize=(9, 5), layout="constrained")
     ax = fig.subplots()
-    scored = [r for r in records if r.scored and r.status != ANCHOR]
+    scored = [r for r in records if r.scored and r.status not in (ANCHOR, *RESCORINGS)]
     ax.scatter([r.complexity for r in scored], [r.val_accuracy for r in scored], s=14, color="0.7",
                label=f"evaluated ({len(scored)})")
     if front:
@@ -153,7 +154,8 @@ def pareto_front(records: Sequence[Evaluation], front: Sequence[FrontEntry]) -> 
         ax.step(xs, ys, where="post", color="tab:red", lw=1.5)
         ax.scatter(xs, ys, color="tab:red", s=30, zorder=3, label=f"Pareto front ({len(front)})")
         for e in front:
-            ax.annotate(_short(e.expression, 36), (e.complexity, e.val_accuracy), fontsize=8,
+            length = "" if e.epochs is None else f" [{e.epochs} ep]"
+            ax.annotate(_short(e.expression, 36) + length, (e.complexity, e.val_accuracy), fontsize=8,
                         xytext=(4, -10), textcoords="offset points")
     ax.set_xlabel("complexity")
     ax.set_ylabel("validation accuracy")
