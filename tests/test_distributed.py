@@ -179,8 +179,8 @@ SHARDED = textwrap.dedent("""
     candidates = [analyse(parse(t)) for t in ["tanh(x)", "x*sigmoid(x)", "max(x, 0)", "sin(x) + x", "x*erf(x)"]]
     seen = {}
     original = Sequential.evaluate
-    def spy(self, group, seeds):  # where each group really runs
-        for j, fit in original(self, group, seeds):
+    def spy(self, group, seeds, epochs=None):  # where each group really runs
+        for j, fit in original(self, group, seeds, epochs):
             seen[group[j].text] = str(jax.numpy.zeros(()).devices())
             yield j, fit
     Sequential.evaluate = spy

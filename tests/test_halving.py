@@ -172,3 +172,20 @@ def test_a_longer_rung_trains_exactly_as_a_problem_of_that_many_epochs(tiny_conf
     ((_, b2),) = batched.evaluate([c], [0], epochs=2)
     assert b2.val_loss == pytest.approx(direct.val_loss, rel=1e-4)
     assert set(batched.trainers) == {(0, 2)}
+
+
+def test_an_evaluator_written_before_rungs_still_serves_a_run_without_them(tmp_path):
+    class TwoArguments(ByLength):  # the protocol before successive halving: evaluate(candidates, seeds)
+        def evaluate(self, candidates, seeds):
+            return super().evaluate(candidates, seeds)
+
+    class PerSeedTwoArguments(PerSeed):
+        def evaluate_seed(self, candidates, seed):
+            return ByLength().evaluate_seed(candidates, seed)
+
+    for evaluator in (TwoArguments(), PerSeedTwoArguments()):
+        run_dir = tmp_path / type(evaluator).__name__
+        driver.run(_config(rungs=(), generations=1, race_seeds=2), run_dir, evaluator=evaluator)
+        assert len(Run.open(run_dir).front()) >= 1
+    with pytest.raises(TypeError):  # a run with rungs needs the training length
+        driver.run(_config(generations=0), tmp_path / "rungs", evaluator=TwoArguments())

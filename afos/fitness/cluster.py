@@ -1,6 +1,6 @@
 """Fitness evaluation on a Ray cluster: one evaluator per worker, groups of candidates to whoever is free.
 
-``RayPool`` keeps the evaluator protocol (``evaluate(candidates, seeds)`` yields ``(index, Fitness)`` as
+``RayPool`` keeps the evaluator protocol (``evaluate(candidates, seeds, epochs=None)`` yields ``(index, Fitness)`` as
 results come back, in any order) and gives every candidate the fitness it gets locally: each worker runs
 the same backend on the same data with the same seeds, and nothing in a candidate's training depends on
 which other candidates share its worker. Ray actors, one per GPU of a cluster (or per ``worker_cpus``
@@ -21,6 +21,7 @@ from typing import Any
 from afos.config import EvaluatorSettings
 from afos.errors import DistributedError
 from afos.expr import Candidate
+from afos.fitness import evaluator as evaluator_lib
 from afos.fitness.evaluator import Results
 from afos.fitness.pools import POLL_SECONDS, split
 from afos.fitness.problem import FitnessProblem
@@ -140,7 +141,7 @@ class FitnessWorker:
                 backend, _ = plan.choose_backend(problem.settings, problem.input_shape, self.candidates,
                                                  jax.default_backend())
             self.evaluator = plan.local_evaluator(backend, problem)
-        return list(self.evaluator.evaluate(candidates, seeds, epochs))
+        return list(evaluator_lib.run(self.evaluator, candidates, seeds, epochs))
 
 
 class RayPool:

@@ -42,6 +42,15 @@ def to_fitness(result: TrainResult, seconds: float) -> Fitness:
     return Fitness(OK, result.val_accuracy, result.val_loss, None, seconds)
 
 
+def run(evaluator: Evaluator, candidates: Sequence[Candidate], seeds: Sequence[int],
+        epochs: int | None = None) -> Results:
+    """``evaluator.evaluate``, given ``epochs`` only where there is one: an evaluator written before successive
+    halving (``evaluate(candidates, seeds)``) still serves every run without rungs."""
+    if epochs is None:
+        return evaluator.evaluate(candidates, seeds)
+    return evaluator.evaluate(candidates, seeds, epochs)
+
+
 class PerSeed:
     """A backend that trains one seed at a time: subclasses implement ``evaluate_seed``.
 
@@ -57,7 +66,9 @@ class PerSeed:
             return
         parts: list[list[Fitness]] = [[] for _ in candidates]
         for seed in seeds:
-            for i, fit in self.evaluate_seed(candidates, seed, epochs):
+            scored = self.evaluate_seed(candidates, seed) if epochs is None else \
+                self.evaluate_seed(candidates, seed, epochs)  # a subclass without epochs serves runs without rungs
+            for i, fit in scored:
                 parts[i].append(fit)
                 if len(parts[i]) == len(seeds):
                     yield i, Fitness.mean_of(parts[i])

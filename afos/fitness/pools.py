@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from afos.expr import Candidate
-from afos.fitness.evaluator import Evaluator, Results
+from afos.fitness.evaluator import Evaluator, Results, run
 from afos.types import Fitness
 
 POLL_SECONDS = 0.5  # waits are cut into slices this long, so Ctrl-C is seen while workers train
@@ -64,7 +64,7 @@ class Sharded:
 
         def work(k: int, group: list[int]) -> None:
             with self.jax.default_device(self.devices[k]):
-                for j, fit in self.places[k].evaluate([candidates[i] for i in group], seeds, epochs):
+                for j, fit in run(self.places[k], [candidates[i] for i in group], seeds, epochs):
                     results.put((group[j], fit))
                     if cancelled.is_set():
                         return
@@ -124,7 +124,7 @@ class Replay:
             else:
                 rest.append(i)
         if rest:
-            for j, fit in self.inner.evaluate([candidates[i] for i in rest], seeds, epochs):
+            for j, fit in run(self.inner, [candidates[i] for i in rest], seeds, epochs):
                 yield rest[j], fit
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from afos import types
 from afos.config import Config
 from afos.errors import RunError
 from afos.expr import STANDARD_ACTIVATIONS, Candidate, analyse, parse
+from afos.fitness import evaluator as evaluator_lib
 from afos.fitness.evaluator import Evaluator
 from afos.fitness.pools import Answer, Replay
 from afos.ga import genome, halving, racing
@@ -117,7 +118,7 @@ class _Loop:
                     raise RunError(f"{self.run.log}: anchor line {index} holds {old.tree!r} but the config asks "
                                    f"{name!r}")
         for epochs, group in todo.items():  # together: a pool trains them side by side
-            for j, fit in self.evaluator.evaluate([c for _, _, c in group], self.seeds, epochs):
+            for j, fit in evaluator_lib.run(self.evaluator, [c for _, _, c in group], self.seeds, epochs):
                 index, name, c = group[j]
                 nodes = sum(1 for _ in sympy.preorder_traversal(c.expr))
                 line = Evaluation.of(ANCHOR_GENERATION, index, name, nodes, c, types.ANCHOR, fit, fit.seconds, epochs)
@@ -153,7 +154,7 @@ class _Loop:
             else:
                 todo.setdefault(c.fingerprint, []).append(i)
         firsts = [indices[0] for indices in todo.values()]
-        for j, fit in evaluator.evaluate([candidates[i] for i in firsts], self.fitness_seeds, base):
+        for j, fit in evaluator_lib.run(evaluator, [candidates[i] for i in firsts], self.fitness_seeds, base):
             first = firsts[j]
             emit(first, fit.status, fit, fit.seconds)
             for i in todo[candidates[first].fingerprint][1:]:  # the same function again: its fitness reused
@@ -208,7 +209,7 @@ class _Again:
 
     def _train(self, known: Known, seeds: list[int], epochs: int | None) -> Fitness:
         c = self.loop.search.candidate(genome.from_text(known.tree, self.loop.search.pset))
-        ((_, fit),) = self.evaluator.evaluate([c], seeds, epochs)
+        ((_, fit),) = evaluator_lib.run(self.evaluator, [c], seeds, epochs)
         return fit
 
     def promote(self, fp: str, known: Known, epochs: int) -> Fitness:
