@@ -143,6 +143,7 @@ def main() -> None:
         results[f"anchors_{gain}"] = {name: test[name] for name in ANCHORS}
     (out / "search_quality.json").write_text(json.dumps(results, indent=1))
     print(table(results))
+    print(fidelity(results))
     if args.plot:
         plot(results, args.plot)
 
@@ -162,6 +163,22 @@ def table(results: dict) -> str:
         lines.append(f"| {strategy} | {gain} | {np.mean([f['trainings'] for f in finals]):.0f} | "
                      f"{acc.mean():.4f} ± {acc.std(ddof=1) if len(acc) > 1 else math.nan:.4f} | {relu:.4f} | "
                      f"{winners} |")
+    return "\n".join(lines)
+
+
+def fidelity(results: dict) -> str:
+    """Per gain: how well the search's proxy (validation accuracy of one short training) ranks the functions
+    that were validated (Spearman's rho against their validated test accuracy)."""
+    from scipy.stats import spearmanr
+
+    lines = []
+    for gain in sorted({name.split("-")[1] for name in results["runs"]}):
+        points = {step["expression"]: (step["val_accuracy"], step["test_accuracy"])
+                  for name, steps in results["runs"].items() if name.split("-")[1] == gain for step in steps}
+        proxy, test = zip(*points.values(), strict=True)
+        rho = spearmanr(proxy, test)
+        lines.append(f"proxy fidelity at {gain} gain: Spearman rho {rho.statistic:+.2f} (p = {rho.pvalue:.2f}) "
+                     f"between search validation accuracy and validated test accuracy of {len(points)} functions")
     return "\n".join(lines)
 
 

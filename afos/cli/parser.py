@@ -35,9 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="retrain the front's best and the anchors on fresh seeds and score them "
                        "on the test split (writes validation.csv)")
     p.add_argument("run_dir")
-    p.add_argument("--top", type=int, metavar="N", help="functions of the front, most accurate first (default: 3)")
-    p.add_argument("--seeds", type=int, metavar="S", help="fresh seeds, never used by the search (default: 5)")
-    p.add_argument("--epochs", type=int, metavar="E", help="training epochs (default: 5)")
+    p.add_argument("--top", type=int, metavar="N",
+                   help="functions of the front, most accurate first (default: the run's protocol.validate_top, 3)")
+    p.add_argument("--seeds", type=int, metavar="S",
+                   help="fresh seeds, never used by the search (default: the run's protocol.validate_seeds, 10; "
+                   "fewer than 6 cannot reach a verdict)")
+    p.add_argument("--epochs", type=int, metavar="E",
+                   help="training epochs (default: the run's protocol.validate_epochs, 5)")
     p.add_argument("--models", help="comma-separated models (default: the search's model)")
     p.set_defaults(func=commands.cmd_validate)
 
