@@ -49,26 +49,54 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'afos' has no attribute {name!r}")
 
 
-def search(config: Config | None = None, run_dir: str | Path | None = None, reporter=None, evaluator=None) -> Run:
+def search(config: Config | None = None, run_dir: str | Path | None = None, reporter=None, evaluator=None, *,
+           model=None, dataset=None, **settings) -> Run:
     """Runs a new search of ``config`` (default: ``Config()``) into ``run_dir`` (default: ``runs/<date-time>``).
 
     Args:
         reporter: receives the progress (``afos.run.driver.SearchReporter``); None: silent.
         evaluator: scores candidates (``afos.fitness.evaluator.Evaluator``); None: what ``config`` plans.
+        model: a name (``cnn-small``, ``package.module:factory``) or the user's factory itself, a function or
+            class defined at the top level of a module or notebook: ``factory(act, input_shape, num_classes,
+            *, rngs)`` returning a Flax Module (``afos.fitness.own``).
+        dataset: a name (``digits``, ``package.module:loader``), the user's loader itself, or the data as
+            arrays ``(x_train, y_train, x_test, y_test)`` (``afos.fitness.data``).
+        settings: any setting as the command line names it (``population=8``, ``generations=3``, ``epochs=1``,
+            ``train_size=2000``, ``rungs=(3, 9)``), applied over ``config``.
     """
-    from afos.config import Config
+    from afos import config as config_lib
     from afos.run import driver
     from afos.run.rundir import Run, new_run_dir
 
+    config = config_lib.override_flat(config or config_lib.Config(), **settings, **_named(model=model, dataset=dataset))
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
-    driver.run(config or Config(), run_dir, reporter, evaluator)
+    driver.run(config, run_dir, reporter, evaluator)
     return Run.open(run_dir)
 
 
-def resume(run_dir: str | Path, generations: int | None = None, reporter=None, evaluator=None) -> Run:
-    """Continues the run in ``run_dir`` to ``generations`` (default: its own); the result equals never stopping."""
+def _named(**objects) -> dict[str, str]:
+    """The config names of a model and a dataset given as names or Python objects (``afos.plugins.name_of``)."""
+    from afos import plugins
+
+    return {kind: obj if isinstance(obj, str) else plugins.name_of(kind, obj)
+            for kind, obj in objects.items() if obj is not None}
+
+
+def resume(run_dir: str | Path, generations: int | None = None, reporter=None, evaluator=None, *,
+           model=None, dataset=None) -> Run:
+    """Continues the run in ``run_dir`` to ``generations`` (default: its own); the result equals never stopping.
+
+    ``model`` and ``dataset``: the objects a run started from Python objects needs again in a new process
+    (the same factory or loader, or the same arrays: they are checked against the recorded name).
+    """
+    from afos.errors import RunError
     from afos.run import driver
     from afos.run.rundir import Run
+
+    stored = Run.open(run_dir).config.fitness
+    for kind, name in _named(model=model, dataset=dataset).items():
+        if name != getattr(stored, kind):
+            raise RunError(f"{run_dir} was started with {kind} {getattr(stored, kind)!r}, not {name!r}")
 
     driver.resume(run_dir, generations=generations, reporter=reporter, evaluator=evaluator)
     return Run.open(run_dir)

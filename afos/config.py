@@ -262,6 +262,20 @@ def override(config: Config, **sections: dict[str, Any]) -> Config:
     return new
 
 
+def override_flat(config: Config, **settings: Any) -> Config:
+    """``config`` with settings named as on the command line, without their section (``population=8``,
+    ``epochs=1``, ``rungs=(3, 9)``); a name in several sections (``seed``) sets each of them."""
+    sections: dict[str, dict[str, Any]] = {}
+    for key, value in settings.items():
+        owners = [name for name, cls in SECTIONS.items() if key in {f.name for f in dataclasses.fields(cls)}]
+        if not owners:
+            known = sorted({f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)})
+            raise ConfigError(f"unknown setting {key!r} (settings: {', '.join(known)})")
+        for name in owners:
+            sections.setdefault(name, {})[key] = value
+    return override(config, **sections)
+
+
 def search_seeds(fitness: FitnessSettings, n: int) -> list[int]:
     """The first ``n`` initialisation seeds of a search: ``fitness.seed``, ``fitness.seed + 1``, ..."""
     return [fitness.seed + i for i in range(n)]

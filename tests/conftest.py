@@ -11,6 +11,8 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 import contextlib
 import gzip
 import struct
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -96,3 +98,66 @@ def stop_after():
             yield
 
     return stopping
+
+
+# A user's module, outside afos: an nnx network, a linen one, data as arrays, and mistakes.
+USER_MODULE = textwrap.dedent('''
+    import numpy as np
+    from flax import linen, nnx
+
+
+    class TinyNet(nnx.Module):
+        def __init__(self, act, input_shape, num_classes, *, rngs):
+            self.act = act
+            self.hidden = nnx.Linear(int(np.prod(input_shape)), 16, rngs=rngs)
+            self.out = nnx.Linear(16, num_classes, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(self.act(self.hidden(x.reshape(x.shape[0], -1))))
+
+
+    class LinenNet(linen.Module):
+        act: object
+        num_classes: int
+
+        @linen.compact
+        def __call__(self, x):
+            return linen.Dense(self.num_classes)(self.act(linen.Dense(16)(x.reshape(x.shape[0], -1))))
+
+
+    def linen_net(act, input_shape, num_classes, *, rngs):
+        return LinenNet(act, num_classes)
+
+
+    def blobs():
+        rng = np.random.default_rng(0)
+        y = rng.integers(0, 3, 400)
+        x = (rng.normal(size=(3, 5))[y] * 3 + rng.normal(size=(400, 5))).astype(np.float32)
+        return x[:320], y[:320], x[320:], y[320:]
+
+
+    def no_rngs(act, input_shape, num_classes):
+        return None
+
+
+    def not_a_module(act, input_shape, num_classes, *, rngs):
+        return 42
+
+
+    def ragged():
+        return np.zeros((10, 3), np.float32), np.zeros(9, np.int64), np.zeros((4, 3), np.float32), np.zeros(4, int)
+
+
+    def broken():
+        raise OSError("disk on fire")
+''')
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "usernets.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]))
+    yield folder
+    sys.modules.pop("usernets", None)

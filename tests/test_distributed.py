@@ -331,3 +331,20 @@ def test_resume_may_move_a_run_but_not_change_its_results(tmp_path, reference):
     changed = config.override(stored, evaluator={"worker_backend": "batched"})
     with pytest.raises(RunError, match="evaluator.worker_backend: 'auto' -> 'batched'"):
         driver.resume(run_dir, config=changed)
+
+
+def test_a_users_own_model_reaches_the_ray_workers_through_the_runtime_env(tmp_path, cluster):
+    from conftest import USER_MODULE
+
+    folder = tmp_path / "user"  # on the driver's path only: the cluster's workers were started without it
+    folder.mkdir()
+    (folder / "raynets.py").write_text(USER_MODULE)
+    run_dir = tmp_path / "run"
+    env = RAY_ENV | {"PYTHONPATH": os.pathsep.join(filter(None, [str(folder), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "afos", "search", "--run-dir", str(run_dir), "--model",
+                           "raynets:TinyNet", "--dataset", "raynets:blobs", "--population", "2", "--generations", "0",
+                           "--ray-address", cluster, "--worker-backend", "sequential"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = Run.open(run_dir).records()
+    assert [r.status for r in lines if r.generation == 0] == ["ok", "ok"], [r.reason for r in lines]

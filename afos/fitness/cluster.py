@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
+from afos import plugins
 from afos.config import EvaluatorSettings
 from afos.errors import DistributedError
 from afos.expr import Candidate
@@ -71,12 +72,18 @@ def _auto_address() -> str | None:
         raise DistributedError(f"--ray-address auto: {str(err).strip().splitlines()[0]}") from None
 
 
-def connect(address: str) -> bool:
-    """Connects to the Ray cluster at ``address`` ('' starts a local instance); True if it started one."""
+def connect(address: str, py_modules: Sequence[str] = ()) -> bool:
+    """Connects to the Ray cluster at ``address`` ('' starts a local instance); True if it started one.
+
+    ``py_modules``: the user's own code (files or folders) that the workers import, sent with the job (Ray
+    uploads it; only ``ray.init`` can). A Ray the caller initialised already is the caller's to set up.
+    """
     ray = _ray()
     if ray.is_initialized():
         return False
     options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
+    if py_modules:
+        options["runtime_env"] = {"py_modules": list(py_modules)}
     if address:
         resolved = _auto_address() if address == "auto" else address
         if resolved:
@@ -151,7 +158,8 @@ class RayPool:
         from afos.fitness.plan import share
 
         ray = self.ray = _ray()
-        self.started = connect(settings.ray_address)
+        # the user's own model code on sys.path (not installed) reaches the workers with the job
+        self.started = connect(settings.ray_address, plugins.local_modules([problem.settings.model]))
         try:
             workers, cpus, gpus = _worker_resources(settings, ray.cluster_resources())
             env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"} if 0 < gpus < 1 else {}  # workers share a GPU

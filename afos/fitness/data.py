@@ -3,7 +3,8 @@
 Names: ``digits`` (bundled with scikit-learn, the default), ``fashion_mnist`` (the real gzipped IDX
 files) and ``tfds:NAME`` for any TFDS image-classification dataset that has been prepared in
 ``array_record`` format (read with ``tfds.data_source``, which needs no TensorFlow; afos never
-downloads).
+downloads); and the user's own: a loader registered by an installed package under ``afos.datasets`` or
+named ``package.module:loader`` (``afos.plugins``), returning train and test arrays.
 
 Images are NHWC float32 in [0, 1]; labels int32. The test split is fixed per dataset (the official
 test split where there is one, else a stratified 20% held out with a fixed seed, independent of the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import inspect
 import json
 import os
 import struct
@@ -31,7 +33,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from afos.errors import DataError
+from afos import plugins
+from afos.errors import AfosError, DataError
 
 # The fitness settings that decide which data a training sees (afos.config.FitnessSettings).
 DATA_SETTINGS = ("dataset", "seed", "val_fraction", "train_size", "val_size", "data_dir")
@@ -73,6 +76,10 @@ class Dataset:
         """The held-out test split: for `validate` and `benchmark` only, never for selection."""
         self.test_reads += 1
         return self._test
+
+
+def _head(split: Split, size: int) -> Split:
+    return Split(split.x[:size], split.y[:size]) if size > 0 else split
 
 
 def without_test(dataset: Dataset) -> Dataset:
@@ -290,14 +297,56 @@ DATASETS: dict[str, Callable[..., Raw]] = {"digits": _load_digits, "fashion_mnis
 PREFIXES: dict[str, Callable[..., Raw]] = {"tfds": _load_tfds}
 
 
-def _raw(name: str, data_dir: str, image_size: int) -> Raw:
+def _raw(name: str, data_dir: str, image_size: int) -> Raw | Dataset:
     prefix, sep, rest = name.partition(":")
     if sep and prefix in PREFIXES and rest:
         return PREFIXES[prefix](rest, data_dir=data_dir, image_size=image_size)
-    if name not in DATASETS:
+    if name in DATASETS:
+        return DATASETS[name](data_dir=data_dir, image_size=image_size)
+    loader = plugins.resolve("dataset", name)
+    if loader is None:
         available = [*DATASETS, *(f"{p}:NAME" for p in PREFIXES)]
-        raise DataError(f"unknown dataset {name!r} (available: {', '.join(available)})")
-    return DATASETS[name](data_dir=data_dir, image_size=image_size)
+        raise DataError(f"unknown dataset {name!r} (available: {', '.join(available)}; "
+                        f"{plugins.describe_forms('dataset')})")
+    if not callable(loader):  # arrays handed to the Python API
+        return _checked(name, loader)
+    accepted = inspect.signature(loader).parameters
+    options = {k: v for k, v in (("data_dir", data_dir), ("image_size", image_size)) if k in accepted}
+    try:
+        out = loader(**options)
+    except AfosError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the user's loader: its failure is named in one line
+        raise DataError(f"dataset {name!r}: the loader raised {type(err).__name__}: {err}") from None
+    return _checked(name, out)
+
+
+def _checked(name: str, out) -> Raw | Dataset:
+    """A user loader's result as a ``Raw`` (or the ``Dataset`` it returned): ``(x_train, y_train, x_test, y_test)``
+    with an optional fifth element, the number of classes (default: the largest label + 1), or a dict of
+    those keys. Labels are integers from 0; inputs are float (used as they are) or uint8 (scaled to [0, 1])."""
+    if isinstance(out, Dataset | Raw):
+        return out
+    if isinstance(out, dict):
+        out = tuple(out[k] for k in (*Raw._fields[:4], *(("num_classes",) if "num_classes" in out else ())))
+    if not isinstance(out, tuple | list) or len(out) not in (4, 5):
+        raise DataError(f"dataset {name!r} must give (x_train, y_train, x_test, y_test[, num_classes]), "
+                        f"got {type(out).__name__}")
+    x_train, y_train, x_test, y_test = (np.asarray(a) for a in out[:4])
+    for x, y, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
+        if y.ndim != 1 or len(x) != len(y) or not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"dataset {name!r}: the {split} split needs one integer label per input, got inputs "
+                            f"{x.shape} and labels {y.shape} of {y.dtype}")
+        if not (np.issubdtype(x.dtype, np.floating) or x.dtype == np.uint8):
+            raise DataError(f"dataset {name!r}: {split} inputs must be float or uint8, got {x.dtype}")
+    if x_train.shape[1:] != x_test.shape[1:] or len(y_train) < 2:
+        raise DataError(f"dataset {name!r}: train inputs {x_train.shape} and test inputs {x_test.shape} must share "
+                        "their shape after the first axis, with at least 2 training examples")
+    labels = np.concatenate([y_train, y_test])
+    num_classes = int(out[4]) if len(out) == 5 else int(labels.max()) + 1
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise DataError(f"dataset {name!r}: labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}")
+    return Raw(x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32), num_classes)
 
 
 def load(
@@ -313,7 +362,8 @@ def load(
     """Loads dataset ``name`` with a validation split carved from training data by ``seed``.
 
     Args:
-        name: ``digits``, ``fashion_mnist`` or ``tfds:NAME``.
+        name: ``digits``, ``fashion_mnist``, ``tfds:NAME``, or the user's (``afos.plugins``): a name registered
+            under ``afos.datasets`` or ``package.module:loader`` (see ``_checked`` for what a loader returns).
         seed: shuffles the stratified train / validation split.
         val_fraction: share of each class held out for validation.
         train_size, val_size: if positive, keep only that many examples (fast proxies).
@@ -324,6 +374,8 @@ def load(
     if not 0.0 < val_fraction < 1.0:
         raise DataError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     raw = _raw(name, data_dir, image_size)
+    if isinstance(raw, Dataset):  # a user's loader that split validation itself
+        return dataclasses.replace(raw, name=name, train=_head(raw.train, train_size), val=_head(raw.val, val_size))
     train_idx, val_idx = _stratified_split(raw.y_train, val_fraction, seed)
     if train_size > 0:
         train_idx = train_idx[:train_size]

@@ -10,6 +10,7 @@ it: the exact path calls ``score``; the batched path builds one model around an 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import optax
@@ -17,7 +18,7 @@ from flax import nnx
 
 from afos.config import FitnessSettings
 from afos.fitness import data as data_lib
-from afos.fitness import train, zoo
+from afos.fitness import own, train, zoo
 from afos.fitness.layers import Act
 
 
@@ -37,6 +38,8 @@ class FitnessProblem:
 
     def __init__(self, settings: FitnessSettings, dataset: data_lib.Dataset | None = None):
         zoo.check(settings.model, self.model_options(settings))
+        # the user's factory travels with the problem (to Ray workers too: by value where it has no module)
+        self.factory = None if settings.model in zoo.MODELS else own.factory(settings.model)
         self.settings = settings
         self._dataset = dataset
         self._longer: dict[int, FitnessProblem] = {}
@@ -60,18 +63,25 @@ class FitnessProblem:
         if epochs is None or epochs == self.settings.epochs:
             return self
         if epochs not in self._longer:
-            self._longer[epochs] = FitnessProblem(dataclasses.replace(self.settings, epochs=epochs), self.dataset)
+            self._longer[epochs] = self._derived(dataclasses.replace(self.settings, epochs=epochs), self.dataset)
         return self._longer[epochs]
 
     def without_test(self) -> FitnessProblem:
         """This problem with an empty test split: what is shipped to workers (selection never reads it)."""
-        return FitnessProblem(self.settings, data_lib.without_test(self.dataset))
+        return self._derived(self.settings, data_lib.without_test(self.dataset))
+
+    def _derived(self, settings: FitnessSettings, dataset: data_lib.Dataset) -> FitnessProblem:
+        """A problem of the same model (the factory object, not its name: a Ray worker may not import it)."""
+        out = copy.copy(self)
+        out.settings, out._dataset, out._longer = settings, dataset, {}
+        return out
 
     def model(self, act: Act, seed: int, selu: bool | None = None) -> nnx.Module:
         """The network with activation ``act``, initialised from ``seed`` (``selu``: None decides by ``act``)."""
-        ds = self.dataset
-        return zoo.build(self.settings.model, act, ds.input_shape, ds.num_classes, seed, selu=selu,
-                         **self.model_options(self.settings))
+        ds, options = self.dataset, self.model_options(self.settings)
+        if self.factory is not None:
+            return own.build(self.settings.model, self.factory, act, ds.input_shape, ds.num_classes, seed, **options)
+        return zoo.build(self.settings.model, act, ds.input_shape, ds.num_classes, seed, selu=selu, **options)
 
     def optimizer(self) -> optax.GradientTransformation:
         return optax.adam(self.settings.learning_rate)

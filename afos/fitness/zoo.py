@@ -1,7 +1,9 @@
 """Flax (nnx) networks by name. Every model takes the activation as a field, ``act``.
 
 The models are built from ``afos.fitness.layers`` (its docstring has the contract every model keeps:
-``min_input``, ``kernel_init`` and SELU). ``MODELS`` is the registry; ``build`` makes one from a seed.
+``min_input``, ``kernel_init`` and SELU). ``MODELS`` is the registry; ``build`` makes one from a seed, of the zoo
+or of the user (a factory registered under the entry-point group ``afos.models`` or named
+``package.module:factory``: ``afos.plugins``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from afos.errors import ModelError
+from afos.fitness import own
 from afos.fitness.layers import GLOROT_UNIFORM, HE_NORMAL, Act, Layers, Model, is_selu, prod
 
 
@@ -348,14 +351,15 @@ MODELS: dict[str, type[Model]] = {
 
 def options_of(name: str) -> tuple[str, ...]:
     """The keyword options model ``name`` accepts besides the activation, shape and classes."""
-    params = inspect.signature(MODELS[name].__init__).parameters.values()
+    factory = MODELS[name].__init__ if name in MODELS else own.factory(name, MODELS)
+    params = inspect.signature(factory).parameters.values()
     return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name != "rngs")
 
 
 def check(name: str, options=()) -> None:
-    """A ModelError unless ``name`` is a model of the zoo that takes every option in ``options``."""
+    """A ModelError unless ``name`` is a model (of the zoo or the user's) that takes every option in ``options``."""
     if name not in MODELS:
-        raise ModelError(f"unknown model {name!r} (available: {', '.join(MODELS)})")
+        own.factory(name, MODELS)
     unknown = sorted(set(options) - set(options_of(name)))
     if unknown:
         raise ModelError(f"model {name!r} has no option {unknown[0]!r} (options: {', '.join(options_of(name))})")
@@ -364,10 +368,15 @@ def check(name: str, options=()) -> None:
 def build(name: str, act: Act, input_shape: Sequence[int], num_classes: int, seed: int, **options) -> nnx.Module:
     """Builds model ``name`` with activation ``act`` and parameters initialised from ``seed``.
 
+    A user's model is built by ``afos.fitness.own.build``.
+
     Args:
-        options: model options (``topology`` for ``mlp``; ``selu`` for every model, which defaults to
-            whether ``act`` computes SELU).
+        options: model options (``topology`` for ``mlp``; ``selu`` for every model of the zoo, which
+            defaults to whether ``act`` computes SELU).
     """
+    if name not in MODELS:
+        options.pop("selu", None)
+        return own.build(name, own.factory(name, MODELS), act, input_shape, num_classes, seed, **options)
     check(name, options)
     if options.get("selu") is None:
         options["selu"] = is_selu(act)

@@ -306,6 +306,7 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
     """
     reporter = reporter or SilentReporter()
     run_ = Run.open(run_dir)
+    run_.check_sources(lambda text: reporter.message(f"warning: {text}"))
     stored = run_.config
     if config is not None:
         diff = config_lib.differences(stored, config.resolved())

@@ -9,6 +9,8 @@ A run directory (format 1, described in docs/ARCHITECTURE.md) holds:
   generation boundary, replaced atomically; its body is the strategy's (``Search.save``);
 - ``pareto.csv``: the current front, human readable;
 - ``validation.csv`` and ``validation/`` (a benchmark directory): what ``afos validate`` measured;
+- ``sources.json`` where the run trains the user's own model or data: where each came from (import path,
+  distribution and version, file), checked when the run goes on (``check_sources``);
 - ``lock.json`` while a process writes it.
 
 ``Run.open`` checks a directory once and raises ``RunError`` (one line) if it is not a run; the rest reads
@@ -22,14 +24,14 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from afos import config as config_lib
-from afos import types
+from afos import plugins, types
 from afos.config import Config
-from afos.errors import RunError, read_text
+from afos.errors import AfosError, RunError, read_text
 from afos.ga import memo
 from afos.ga.front import FrontEntry, ranked
 from afos.run import records as records_lib
@@ -45,6 +47,7 @@ PARETO = "pareto.csv"
 VALIDATION = "validation.csv"  # written by `afos validate` (held-out test split, fresh seeds)
 VALIDATION_DIR = "validation"  # its benchmark directory (resumable)
 LOCK = "lock.json"
+SOURCES = "sources.json"  # where the user's own model and data come from (absent: afos's own only)
 CHECKPOINT_FORMAT = "afos-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -80,6 +83,10 @@ class Run:
         path = Path(path)
         cls.check_free(path)
         path.mkdir(parents=True, exist_ok=True)
+        sources = {kind: plugins.source(kind, getattr(config.fitness, kind)) for kind in plugins.GROUPS}
+        sources = {kind: where for kind, where in sources.items() if where}
+        if sources:
+            write_text_atomic(path / SOURCES, json.dumps(sources, indent=1, sort_keys=True))
         write_text_atomic(path / CONFIG, config_lib.dumps(config))
         return cls(path, config)
 
@@ -93,6 +100,24 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
+
+    def sources(self) -> dict[str, dict[str, str]]:
+        """Where the run's own model and data come from, as recorded when it started (``afos.plugins.source``)."""
+        path = self.path / SOURCES
+        if not path.exists():
+            return {}
+        try:
+            return json.loads(read_text(path, RunError))
+        except ValueError as err:
+            raise RunError(f"{path}: damaged ({err})") from None
+
+    def check_sources(self, warn: Callable[[str], None]) -> None:
+        """RunError unless the user's model and data the run was started with import here (one line naming
+        them); a changed package version is worth ``warn``."""
+        try:
+            plugins.check_sources(self.sources(), warn)
+        except AfosError as err:
+            raise RunError(f"{self.path} cannot go on here: {err}") from None
 
     # --- the log ------------------------------------------------------------------------------------
     @property

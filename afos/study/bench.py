@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from afos import plugins
 from afos.config import FitnessSettings, describe_type, parse_section
-from afos.errors import AfosError, BenchError, read_text
+from afos.errors import AfosError, BenchError, ModelError, read_text
 from afos.expr import STANDARD_ACTIVATIONS, parse, to_text
 from afos.expr.gain import GAIN_MODES, unit_gain
 from afos.expr.ir import lower
@@ -230,6 +231,9 @@ def parse_model(item: str | dict[str, Any]) -> ModelSpec:
 
     if isinstance(item, str):
         name, _, rest = item.partition(":")
+        head, _, tail = rest.partition(":")
+        if plugins.is_reference(f"{name}:{head}"):  # the user's package.module:factory[:key=value;...]
+            name, rest = f"{name}:{head}", tail
         options = {}
         for part in filter(None, rest.split(";")):
             key, eq, value = part.partition("=")
@@ -241,8 +245,10 @@ def parse_model(item: str | dict[str, Any]) -> ModelSpec:
     unknown = set(item) - {"name", "label", "options"}
     if unknown or "name" not in item:
         raise BenchError(f"a model table has keys name, label, options; got {sorted(item)}")
-    if item["name"] not in zoo.MODELS:
-        raise BenchError(f"unknown model {item['name']!r} (available: {', '.join(zoo.MODELS)})")
+    try:
+        zoo.check(item["name"])
+    except ModelError as err:
+        raise BenchError(str(err)) from None
     label = item.get("label", item["name"])
     return ModelSpec(item["name"], label, _options(item["name"], item.get("options", {}), repr(label)))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,7 @@ def validate(run_dir: str | Path | Run, top: int | None = None, seeds: int | Non
     """Retrains the top of the front and the anchors on fresh seeds, scores them on the test split and
     writes ``validation.csv``; returns its rows."""
     run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
+    run.check_sources(lambda text: warnings.warn(text, stacklevel=2))
     spec = validation_spec(run, top, seeds, epochs, models)
     records = runner.run(spec, run.validation_dir, reporter)
     rows = summarise(spec, records)
