@@ -50,7 +50,7 @@ def __getattr__(name: str):
 
 
 def search(config: Config | None = None, run_dir: str | Path | None = None, reporter=None, evaluator=None, *,
-           model=None, dataset=None, **settings) -> Run:
+           model=None, dataset=None, objective=None, **settings) -> Run:
     """Runs a new search of ``config`` (default: ``Config()``) into ``run_dir`` (default: ``runs/<date-time>``).
 
     Args:
@@ -61,6 +61,8 @@ def search(config: Config | None = None, run_dir: str | Path | None = None, repo
             *, rngs)`` returning a Flax Module (``afos.fitness.own``).
         dataset: a name (``digits``, ``package.module:loader``), the user's loader itself, or the data as
             arrays ``(x_train, y_train, x_test, y_test)`` (``afos.fitness.data``).
+        objective: a name (``package.module:function``) or the user's objective itself,
+            ``objective(act, seed, settings)`` returning a validation score (``afos.fitness.own.call_objective``).
         settings: any setting as the command line names it (``population=8``, ``generations=3``, ``epochs=1``,
             ``train_size=2000``, ``rungs=(3, 9)``), applied over ``config``.
     """
@@ -68,14 +70,16 @@ def search(config: Config | None = None, run_dir: str | Path | None = None, repo
     from afos.run import driver
     from afos.run.rundir import Run, new_run_dir
 
-    config = config_lib.override_flat(config or config_lib.Config(), **settings, **_named(model=model, dataset=dataset))
+    named = _named(model=model, dataset=dataset, objective=objective)
+    config = config_lib.override_flat(config or config_lib.Config(), **settings, **named)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
     driver.run(config, run_dir, reporter, evaluator)
     return Run.open(run_dir)
 
 
 def _named(**objects) -> dict[str, str]:
-    """The config names of a model and a dataset given as names or Python objects (``afos.plugins.name_of``)."""
+    """The config names of a model, a dataset and an objective, given as names or as Python objects
+    (``afos.plugins.name_of``)."""
     from afos import plugins
 
     return {kind: obj if isinstance(obj, str) else plugins.name_of(kind, obj)
@@ -83,18 +87,18 @@ def _named(**objects) -> dict[str, str]:
 
 
 def resume(run_dir: str | Path, generations: int | None = None, reporter=None, evaluator=None, *,
-           model=None, dataset=None) -> Run:
+           model=None, dataset=None, objective=None) -> Run:
     """Continues the run in ``run_dir`` to ``generations`` (default: its own); the result equals never stopping.
 
-    ``model`` and ``dataset``: the objects a run started from Python objects needs again in a new process
-    (the same factory or loader, or the same arrays: they are checked against the recorded name).
+    ``model``, ``dataset`` and ``objective``: what a run started from Python objects needs again in a new
+    process (the same factory, loader or function, or the same arrays: checked against the recorded name).
     """
     from afos.errors import RunError
     from afos.run import driver
     from afos.run.rundir import Run
 
     stored = Run.open(run_dir).config.fitness
-    for kind, name in _named(model=model, dataset=dataset).items():
+    for kind, name in _named(model=model, dataset=dataset, objective=objective).items():
         if name != getattr(stored, kind):
             raise RunError(f"{run_dir} was started with {kind} {getattr(stored, kind)!r}, not {name!r}")
 

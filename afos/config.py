@@ -53,8 +53,14 @@ class FitnessSettings:
     topology: tuple[int, ...] = ()  # hidden widths of the ``mlp`` model (empty: its default)
     data_dir: str = ""  # where dataset files are looked for first (empty: $AFOS_DATA_DIR, then system paths)
     gain: str = "unit"  # "unit": train g*f with E[(g f(z))^2] = 1 on N(0, 1) (afos.expr.gain); "none": f itself
+    # the user's own objective (afos.fitness.own): trains what it likes and returns a validation score; empty:
+    # afos trains ``model`` on ``dataset``. ``direction``: "max" (a score in [0, 1]) or "min" (a loss >= 0);
+    # empty: what the objective declares (its attribute ``direction``), else "max" (a run stores the decision).
+    objective: str = ""
+    direction: str = ""
 
 
+DIRECTIONS = ("", "max", "min")  # of a user's objective: a score to maximise, or a loss to minimise
 STRATEGIES = ("ga", "random")  # afos.ga.strategy: how generations after the first are proposed
 BACKENDS = ("sequential", "batched")  # afos.fitness.evaluator: how one place trains candidates
 POOLS = ("sharded", "ray")  # afos.fitness.pools, .cluster: the work of a backend spread over devices or machines
@@ -191,6 +197,7 @@ def validate(config: Config) -> None:
         (f.batch_size >= 1, "fitness.batch_size must be at least 1"),
         (f.learning_rate > 0, "fitness.learning_rate must be positive"),
         (f.gain in GAIN_MODES, f"fitness.gain must be one of {', '.join(GAIN_MODES)}, got {f.gain!r}"),
+        (f.direction in DIRECTIONS, f"fitness.direction must be max or min, got {f.direction!r}"),
         (all(w >= 1 for w in f.topology), "fitness.topology must be positive layer widths"),
         (p.fitness_seeds >= 1, "protocol.fitness_seeds must be at least 1"),
         (p.race_seeds >= 0, "protocol.race_seeds must be at least 0"),

@@ -1,10 +1,10 @@
 """User objects named by a string: a model factory or a dataset loader that is not afos's own.
 
-A model or a dataset is named in a config (and on the command line) by one of:
+A model, a dataset or an objective is named in a config (and on the command line) by one of:
 
 - a name of afos itself (``cnn-small``, ``digits``): the zoo and the data module look those up first;
-- a name that an installed package registers under the entry-point group ``afos.models`` or
-  ``afos.datasets`` (``[project.entry-points."afos.models"] mynet = "mypkg.nets:build"``);
+- a name that an installed package registers under the entry-point group ``afos.models``,
+  ``afos.datasets`` or ``afos.objectives`` (``[project.entry-points."afos.models"] mynet = "mypkg.nets:build"``);
 - an import path ``package.module:attribute`` (dotted attributes allowed), for code on ``sys.path``;
 - an object handed to the Python API (``afos.search(model=build)``): named by its import path where it has
   one (``__main__:build`` in a notebook), or, for arrays, ``arrays:<digest>`` of their content.
@@ -25,10 +25,10 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from afos.errors import AfosError, DataError, ModelError
+from afos.errors import AfosError, ConfigError, DataError, ModelError
 
-GROUPS = {"model": "afos.models", "dataset": "afos.datasets"}
-ERRORS: dict[str, type[AfosError]] = {"model": ModelError, "dataset": DataError}
+GROUPS = {"model": "afos.models", "dataset": "afos.datasets", "objective": "afos.objectives"}
+ERRORS: dict[str, type[AfosError]] = {"model": ModelError, "dataset": DataError, "objective": ConfigError}
 REFERENCE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 ARRAYS = "arrays:"  # in-process data handed to the Python API, named by the digest of its content
 _GIVEN: dict[str, Any] = {}  # name -> object handed over in this process (arrays, objects without import path)
@@ -50,7 +50,7 @@ def describe_forms(kind: str) -> str:
     return (f"installed: {', '.join(names)}; " if names else "") + f"or your own as package.module:{_ATTR[kind]}"
 
 
-_ATTR = {"model": "factory", "dataset": "loader"}
+_ATTR = {"model": "factory", "dataset": "loader", "objective": "function"}
 
 
 def resolve(kind: str, name: str) -> Any | None:

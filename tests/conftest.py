@@ -150,6 +150,35 @@ USER_MODULE = textwrap.dedent('''
 
     def broken():
         raise OSError("disk on fire")
+
+
+    def score(act, seed, settings):  # an objective that trains nothing: instant, deterministic, seed-dependent
+        x = np.linspace(-3, 3, 61, dtype=np.float32)
+        value = float(np.mean(np.tanh(np.asarray(act(x))) ** 2))
+        return {"val": 0.5 + 0.4 * value - 0.01 * (seed % 3), "test": 0.5 + 0.4 * value - 0.01 * (seed % 5)}
+
+
+    def loss(act, seed, settings):
+        return 2.0 - float(score(act, seed, settings)["val"])
+
+
+    loss.direction = "min"
+
+
+    def raises(act, seed, settings):
+        raise RuntimeError("out of memory")
+
+
+    def gives_nan(act, seed, settings):
+        return float("nan")
+
+
+    def gives_text(act, seed, settings):
+        return "high"
+
+
+    def gives_two(act, seed, settings):
+        return 2.0
 ''')
 
 @pytest.fixture

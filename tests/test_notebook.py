@@ -29,3 +29,19 @@ def test_explore_run_notebook_executes_on_a_tiny_run(tmp_path, monkeypatch):
     assert f"run {run_dir}:" in text and f"front of {len(front)}" in text
     for e in front:
         assert e.expression in text
+
+
+def test_own_model_notebook_searches_a_model_and_data_defined_in_it(tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    nb = nbformat.read(NOTEBOOK.with_name("own_model.ipynb"), as_version=4)
+    monkeypatch.setenv("AFOS_RUN_DIR", str(run_dir))
+    monkeypatch.setenv("AFOS_QUICK", "1")
+    monkeypatch.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    run = Run.open(run_dir)
+    assert run.config.fitness.model == "__main__:SmallNet" and run.config.fitness.dataset.startswith("arrays:")
+    assert max(r.generation for r in run.records()) == 2  # searched, then resumed one generation further
+    assert f"best: {run.best()[0].expression}" in text and "import torch" in text

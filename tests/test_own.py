@@ -72,10 +72,12 @@ def test_an_installed_package_registers_a_model_and_a_dataset(tmp_path, monkeypa
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: afos-demo-nets\nVersion: 1.2\n")
     (info / "top_level.txt").write_text("afos_demo_nets\n")
     (info / "entry_points.txt").write_text("[afos.models]\ndemo-net = afos_demo_nets:linen_net\n\n"
-                                           "[afos.datasets]\ndemo-blobs = afos_demo_nets:blobs\n")
+                                           "[afos.datasets]\ndemo-blobs = afos_demo_nets:blobs\n\n"
+                                           "[afos.objectives]\ndemo-score = afos_demo_nets:score\n")
     monkeypatch.syspath_prepend(str(site))
     try:
         assert {"demo-net"} <= set(plugins.registered("model"))
+        assert plugins.resolve("objective", "demo-score").__name__ == "score"
         run_dir = tmp_path / "run"
         driver.run(config.override_flat(config.Config(), model="demo-net", dataset="demo-blobs", population=2,
                                         generations=0), run_dir)
@@ -154,3 +156,67 @@ def test_a_benchmark_names_the_users_model_with_options(user_module):
     assert (spec.name, dict(spec.options)) == ("usernets:TinyNet", {"batch_size": 16})
     with pytest.raises(BenchError, match="cannot import module 'nothere'"):
         bench.parse_model("nothere:Net")
+
+
+# --- the user's own objective -----------------------------------------------------------------------------
+
+
+def test_an_objective_runs_the_whole_protocol_search_racing_and_validate(tmp_path, user_module):
+    from afos.study.validate import validate
+
+    run = afos.search(None, tmp_path / "run", objective="usernets:score", population=4, generations=1,
+                      race_seeds=2, fitness_seeds=1)
+    assert run.config.fitness.direction == "max"
+    lines = run.records()
+    assert {r.status for r in lines} >= {"anchor", "ok"} and all(r.status != "failed" for r in lines)
+    assert run.sources()["objective"]["reference"] == "usernets:score"
+    relu = next(r for r in lines if r.tree == "relu")
+    import usernets
+
+    seeds = config.search_seeds(run.config.fitness, relu.seeds)
+    expected = np.mean([usernets.score(lambda x: np.maximum(x, 0) * relu.gain, s, None)["val"] for s in seeds])
+    assert relu.val_accuracy == pytest.approx(expected, rel=1e-5)  # the anchor is scored by the objective
+    rows = validate(run, top=1, seeds=6, epochs=1)
+    row = next(r for r in rows if r["activation"] == "relu")
+    seeds = [int(s) for s in row["seeds"].split()]
+    tests = [usernets.score(lambda x: np.maximum(x, 0) * relu.gain, s, None)["test"] for s in seeds]
+    assert row["test_accuracy_mean"] == pytest.approx(np.mean(tests), rel=1e-5)  # validate reads the test score
+
+
+def test_a_loss_to_minimise_is_ranked_as_exp_minus_loss_and_the_direction_is_stored(tmp_path, user_module):
+    run = afos.search(None, tmp_path / "run", objective="usernets:loss", population=2, generations=0)
+    assert run.config.fitness.direction == "min"  # declared by the function, stored by the run
+    import usernets
+
+    relu = next(r for r in run.records() if r.tree == "relu")
+    loss = usernets.loss(lambda x: np.maximum(x, 0) * relu.gain, 0, None)
+    assert (relu.val_loss, relu.val_accuracy) == pytest.approx((loss, np.exp(-loss)), rel=1e-5)
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("raises", "objective raised RuntimeError: out of memory"),
+    ("gives_nan", "objective returned a non-finite validation score (nan)"),
+    ("gives_text", "objective returned a str as its validation score, not a number"),
+    ("gives_two", "objective returned the validation score 2, outside [0, 1]"),
+])
+def test_an_objective_that_fails_is_a_failed_line_with_its_reason(tmp_path, user_module, name, reason):
+    run = afos.search(None, tmp_path / "run", objective=f"usernets:{name}", population=2, generations=0)
+    lines = run.records()
+    assert lines and all(r.val_accuracy is None and r.status in ("failed", "rejected", "anchor") for r in lines)
+    anchors = [r for r in lines if r.status == "anchor"]
+    assert anchors and all(r.reason.startswith(reason) for r in anchors), {r.reason for r in anchors}
+    assert any(r.status == "failed" and r.reason.startswith(reason) for r in lines)
+
+
+def test_the_language_model_example_learns(monkeypatch):
+    import jax
+
+    from afos.examples import charlm
+
+    monkeypatch.setattr(charlm, "STEPS_PER_EPOCH", 30)
+    train, val, test, vocab = charlm.corpus()
+    assert len(train) > 30000 and len(val) > 3000 and 40 < vocab < 150
+    settings = config.override_flat(config.Config(), objective="afos.examples.charlm:objective").fitness
+    out = charlm.objective(jax.nn.relu, 0, settings)
+    assert 0 < out["val"] < np.log(vocab) and 0 < out["test"] < np.log(vocab)  # better than uniform guessing
+    assert charlm.objective(jax.nn.relu, 0, settings) == out

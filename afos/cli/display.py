@@ -17,6 +17,7 @@ from rich.progress import (
 from rich.table import Table
 
 from afos import types
+from afos.config import FitnessSettings
 from afos.expr import parse
 from afos.expr.names import known_as, label
 from afos.ga.front import FrontEntry, ranked
@@ -100,10 +101,17 @@ class BenchProgress:
         self.progress.stop()
 
 
-def front_table(front: list[FrontEntry], title: str) -> Table:
+def metric_names(fitness: FitnessSettings) -> tuple[str, str]:
+    """What the two numbers of a line are called: accuracy and loss, or a user's objective's rank and value."""
+    if not fitness.objective:
+        return "val_accuracy", "val_loss"
+    return ("exp(-val_loss)", "val_loss") if fitness.direction == "min" else ("val_score", "objective")
+
+
+def front_table(front: list[FrontEntry], title: str, names: tuple[str, str] = ("val_accuracy", "val_loss")) -> Table:
     """The front; with successive halving, the training length of every accuracy (``epochs``)."""
     table = Table(title=title)
-    for name, justify in (("complexity", "right"), ("val_accuracy", "right"), ("val_loss", "right"),
+    for name, justify in (("complexity", "right"), (names[0], "right"), (names[1], "right"),
                           ("gen", "right"), ("expression", "left")):
         table.add_column(name, justify=justify)
     table.add_column("seeds", justify="right")
@@ -118,10 +126,11 @@ def front_table(front: list[FrontEntry], title: str) -> Table:
     return table
 
 
-def anchors_table(anchors: list[Evaluation], title: str) -> Table:
+def anchors_table(anchors: list[Evaluation], title: str,
+                  names: tuple[str, str] = ("val_accuracy", "val_loss")) -> Table:
     """The standard activations scored under the search's own fitness protocol (compare with the front)."""
     table = Table(title=title)
-    for name, justify in (("anchor", "left"), ("val_accuracy", "right"), ("val_loss", "right"),
+    for name, justify in (("anchor", "left"), (names[0], "right"), (names[1], "right"),
                           ("seeds", "right"), ("expression", "left")):
         table.add_column(name, justify=justify)
     rungs = any(r.epochs is not None for r in anchors)
@@ -135,7 +144,7 @@ def anchors_table(anchors: list[Evaluation], title: str) -> Table:
     return table
 
 
-def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation]) -> str:
+def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation], metric: str = "validation accuracy") -> str:
     """One line: does the front's best beat the best anchor on validation accuracy (not yet a test result)?
 
     Both at the same training length (successive halving scores the anchors at every rung). A known function
@@ -152,7 +161,7 @@ def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation]) -> str:
     what = "" if known is None else f", which is {known}: a known function, not a discovery"
     length = "" if best.epochs is None else f" after {best.epochs} epochs"
     return (f"best of the front {best.expression} ({best.val_accuracy:.4f}) {verb} the best anchor {anchor.tree} "
-            f"({anchor.val_accuracy:.4f}) on validation accuracy{length}{what}; `afos validate` checks it on the "
+            f"({anchor.val_accuracy:.4f}) on {metric}{length}{what}; `afos validate` checks it on the "
             "test split")
 
 
@@ -179,11 +188,13 @@ def print_run(run: Run) -> None:
         for line in verdict_lines(rows):
             out.print(f"  {line}", markup=False, highlight=False)
     front = run.front()
-    out.print(front_table(front, f"Pareto front of {run.path}"))
+    names = metric_names(run.config.fitness)
+    out.print(front_table(front, f"Pareto front of {run.path}", names))
     anchors = run.anchors()
     if anchors:
-        out.print(anchors_table(anchors, "Anchors (same fitness protocol)"))
+        out.print(anchors_table(anchors, "Anchors (same fitness protocol)", names))
     if rows:
         out.print(validation_table(judge(rows), f"Validated on the test split (seeds {seeds}, {epochs} epochs)"))
     elif anchors:
-        out.print(anchor_verdict(front, anchors), markup=False, highlight=False)
+        metric = "validation accuracy" if names[0] == "val_accuracy" else f"{names[0]} of the validation split"
+        out.print(anchor_verdict(front, anchors, metric), markup=False, highlight=False)

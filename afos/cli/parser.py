@@ -70,8 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="a TOML config file (command-line options override it)")
     p.add_argument("--space", help="search space: a built-in name (default, afos, swish) or a .toml file")
-    p.add_argument("--dataset", help="dataset: digits (default), fashion_mnist or tfds:NAME")
-    p.add_argument("--model", help="model name (default: cnn-small; see README, Datasets and models)")
+    p.add_argument("--dataset", help="dataset: digits (default), fashion_mnist, tfds:NAME or your own as "
+                   "package.module:loader")
+    p.add_argument("--model", help="model name (default: cnn-small; see README, Datasets and models) or your own "
+                   "as package.module:factory")
+    p.add_argument("--objective", help="your own objective, package.module:function(act, seed, settings) returning "
+                   "a validation score (and a test score); replaces --model and --dataset (README, Your own network)")
+    p.add_argument("--direction", choices=("max", "min"),
+                   help="of --objective: max, a score in [0, 1] (default); min, a loss >= 0")
     p.add_argument("--population", type=int, help="population size (default: 16)")
     p.add_argument("--generations", type=int, help="offspring generations after the initial one (default: 6)")
     _training_options(p, "training epochs per fitness evaluation (default: 1)", "unit")

@@ -25,6 +25,7 @@ import numpy as np
 from flax import nnx
 from jax import lax
 
+from afos.errors import ConfigError
 from afos.expr import Candidate
 from afos.expr.compile import to_jax
 from afos.expr.ir import LoweringError
@@ -155,6 +156,9 @@ class Batched(PerSeed):
         mode = mode or default_mode()
         if mode not in MODES:
             raise ValueError(f"unknown batched mode {mode!r} (available: {', '.join(MODES)})")
+        if problem.objective is not None:
+            raise ConfigError(f"the batched backend trains afos's models; objective {problem.settings.objective!r} "
+                              "trains its own way: use --backend sequential (or auto)")
         self.problem, self.mode, self.shape, self.chunk = problem, mode, shape, chunk
         self.trainers: dict[tuple[int, int | None], Trainer] = {}
 

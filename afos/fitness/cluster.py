@@ -158,8 +158,9 @@ class RayPool:
         from afos.fitness.plan import share
 
         ray = self.ray = _ray()
-        # the user's own model code on sys.path (not installed) reaches the workers with the job
-        self.started = connect(settings.ray_address, plugins.local_modules([problem.settings.model]))
+        # the user's own code on sys.path (not installed) reaches the workers with the job
+        own_code = plugins.local_modules([problem.settings.model, problem.settings.objective])
+        self.started = connect(settings.ray_address, own_code)
         try:
             workers, cpus, gpus = _worker_resources(settings, ray.cluster_resources())
             env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"} if 0 < gpus < 1 else {}  # workers share a GPU

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from afos.expr import Candidate
 from afos.expr.ir import LoweringError
+from afos.fitness.own import ObjectiveFailedError
 from afos.fitness.problem import FitnessProblem
 from afos.fitness.train import TrainResult
 from afos.types import OK, Fitness
@@ -86,7 +87,10 @@ def score_exactly(problem: FitnessProblem, candidate: Candidate, seed: int) -> F
         act = to_jax(candidate.node)
     except LoweringError as err:
         return Fitness.failed(f"compile error: {err.logged}", time.perf_counter() - start)
-    result = problem.score(act, seed)
+    try:
+        result = problem.score(act, seed)
+    except ObjectiveFailedError as err:  # the user's objective: its failure is a line with the reason
+        return Fitness.failed(str(err), time.perf_counter() - start)
     return to_fitness(result, time.perf_counter() - start)
 
 

@@ -1,4 +1,4 @@
-"""The user's own model: a factory named by an installed package or an import path (``afos.plugins``).
+"""The user's own model and objective, named by an installed package or an import path (``afos.plugins``).
 
 A factory is called as ``factory(act, input_shape, num_classes, *, rngs, **options)`` and returns a Flax nnx
 Module (or a linen Module, bridged here) whose call maps a batch of inputs to logits. Dropout and batch norm
@@ -8,6 +8,7 @@ training loop.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from afos import plugins
-from afos.errors import ModelError
+from afos.errors import ConfigError, ModelError
 
 
 def factory(name: str, builtin: Sequence[str] = ()) -> Callable[..., Any]:
@@ -62,3 +63,84 @@ def as_module(name: str, model: Any, input_shape: Sequence[int], rngs: nnx.Rngs)
         return bridged
     raise ModelError(f"model {name!r} returned an object of type {type(model).__name__}, not a Flax nnx (or "
                      "linen) Module")
+
+
+Score = tuple[float, float]  # (rank in [0, 1], higher is better; the objective's own value)
+
+
+class ObjectiveFailedError(Exception):
+    """A user's objective that raised or returned what afos cannot rank: a failed line, never a crash."""
+
+
+def objective(name: str) -> Callable[..., Any]:
+    """A user's objective: registered under ``afos.objectives`` or named ``package.module:function``."""
+    found = plugins.resolve("objective", name)
+    if found is None:
+        raise ConfigError(f"unknown objective {name!r} ({plugins.describe_forms('objective')})")
+    return found
+
+
+def with_direction(settings: Any, function: Callable[..., Any]) -> Any:
+    """``settings`` with the objective's direction decided: as given, else the function's ``direction``
+    attribute, else "max"."""
+    if settings.direction:
+        return settings
+    declared = getattr(function, "direction", "max")
+    if declared not in ("max", "min"):
+        raise ConfigError(f"objective {settings.objective!r} declares direction {declared!r}, not max or min")
+    return dataclasses.replace(settings, direction=declared)
+
+
+def call_objective(function: Callable[..., Any], act: Callable, seed: int, settings: Any) -> tuple[Score, Score | None]:
+    """``function(act, seed, settings)`` -> its (validation, test) scores, each ranked (higher is better, in
+    [0, 1]) and raw; the test score is None where the objective gives none.
+
+    An objective returns its validation score, or ``(val, test)``, or ``{"val": ..., "test": ...}``. With
+    ``settings.direction = "max"`` a score lies in [0, 1] (an accuracy, an F1, an AUC) and ranks as it is;
+    with ``"min"`` it is a loss >= 0 and ranks as ``exp(-loss)`` (for a cross-entropy in nats: the geometric
+    mean likelihood, 1 / perplexity). Bounded ranks keep every rule of the search (failures below every
+    score, a longer rung above every shorter one) true for any objective.
+
+    Raises:
+        ObjectiveFailedError: the objective raised, or returned something else, or a value out of range.
+    """
+    try:
+        out = function(act, seed, settings)
+    except Exception as err:  # noqa: BLE001 - the user's code: any failure becomes a failed line
+        raise ObjectiveFailedError(f"objective raised {type(err).__name__}: {_first_line(err)}") from None
+    if isinstance(out, dict):
+        if "val" not in out:
+            raise ObjectiveFailedError(f"objective returned a dict without 'val' (keys: {sorted(out)})")
+        val, test = out["val"], out.get("test")
+    elif isinstance(out, tuple | list) and len(out) == 2:
+        val, test = out
+    else:
+        val, test = out, None
+    return _score(val, settings.direction, "validation"), (None if test is None else
+                                                           _score(test, settings.direction, "test"))
+
+
+
+def _score(value: Any, direction: str, what: str) -> tuple[float, float]:
+    import math
+
+    try:
+        raw = float(value)
+    except (TypeError, ValueError):
+        raise ObjectiveFailedError(f"objective returned a {type(value).__name__} as its {what} score, not a number") \
+            from None
+    if not math.isfinite(raw):
+        raise ObjectiveFailedError(f"objective returned a non-finite {what} score ({raw})")
+    if direction == "max":
+        if not 0.0 <= raw <= 1.0:
+            raise ObjectiveFailedError(f"objective returned the {what} score {raw:g}, outside [0, 1] (a score to "
+                                   "maximise is ranked with accuracies; a loss wants direction = 'min')")
+        return raw, raw
+    if raw < 0:
+        raise ObjectiveFailedError(f"objective returned the {what} loss {raw:g} < 0 (direction 'min' ranks a loss "
+                               "as exp(-loss))")
+    return math.exp(-raw), raw
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -43,6 +43,8 @@ def choose_backend(settings: FitnessSettings, input_shape: Sequence[int], candid
     An unknown number of candidates gets ``sequential``, the choice that is never the slower one for a
     possibly tiny run.
     """
+    if settings.objective:
+        return "sequential", f"objective {settings.objective!r} trains its own way"
     if platform not in AUTO_PLATFORMS:
         return "sequential", f"batched is not measured on {platform} yet"
     if settings.model not in AUTO_CPU_MODELS:

@@ -17,6 +17,7 @@ import optax
 from flax import nnx
 
 from afos.config import FitnessSettings
+from afos.errors import DataError
 from afos.fitness import data as data_lib
 from afos.fitness import own, train, zoo
 from afos.fitness.layers import Act
@@ -29,7 +30,8 @@ def load_data(settings: FitnessSettings) -> data_lib.Dataset:
 
 
 class FitnessProblem:
-    """Short training of ``settings.model`` on ``settings.dataset`` with a candidate activation.
+    """Short training of ``settings.model`` on ``settings.dataset`` with a candidate activation, or the user's
+    own objective (``settings.objective``: it trains what it likes and returns a score).
 
     Args:
         settings: the fitness settings (model, data, epochs, batch size, learning rate).
@@ -37,9 +39,14 @@ class FitnessProblem:
     """
 
     def __init__(self, settings: FitnessSettings, dataset: data_lib.Dataset | None = None):
-        zoo.check(settings.model, self.model_options(settings))
-        # the user's factory travels with the problem (to Ray workers too: by value where it has no module)
-        self.factory = None if settings.model in zoo.MODELS else own.factory(settings.model)
+        # the user's objects travel with the problem (to Ray workers too: by value where they have no module)
+        self.objective = own.objective(settings.objective) if settings.objective else None
+        self.factory = None
+        if self.objective is not None:
+            settings = own.with_direction(settings, self.objective)
+        else:
+            zoo.check(settings.model, self.model_options(settings))
+            self.factory = None if settings.model in zoo.MODELS else own.factory(settings.model)
         self.settings = settings
         self._dataset = dataset
         self._longer: dict[int, FitnessProblem] = {}
@@ -50,24 +57,34 @@ class FitnessProblem:
 
     @property
     def dataset(self) -> data_lib.Dataset:
+        if self.objective is not None:
+            raise DataError(f"objective {self.settings.objective!r} brings its own data: afos loads none")
         if self._dataset is None:
             self._dataset = load_data(self.settings)
         return self._dataset
 
+    def prepare(self) -> None:
+        """Loads the data now (an objective loads its own), so that bad data fails before any work."""
+        if self.objective is None:
+            self.dataset  # noqa: B018 - loading is the point
+
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return self.dataset.input_shape
+        """The shape of one input (empty for an objective: afos sees no inputs)."""
+        return () if self.objective is not None else self.dataset.input_shape
 
     def with_epochs(self, epochs: int | None) -> FitnessProblem:
         """This problem trained for ``epochs`` epochs (None or its own: itself), on the same data (loaded once)."""
         if epochs is None or epochs == self.settings.epochs:
             return self
         if epochs not in self._longer:
-            self._longer[epochs] = self._derived(dataclasses.replace(self.settings, epochs=epochs), self.dataset)
+            self._longer[epochs] = self._derived(dataclasses.replace(self.settings, epochs=epochs), self._dataset)
         return self._longer[epochs]
 
     def without_test(self) -> FitnessProblem:
         """This problem with an empty test split: what is shipped to workers (selection never reads it)."""
+        if self.objective is not None:
+            return self
         return self._derived(self.settings, data_lib.without_test(self.dataset))
 
     def _derived(self, settings: FitnessSettings, dataset: data_lib.Dataset) -> FitnessProblem:
@@ -92,10 +109,22 @@ class FitnessProblem:
         return train.batch_order(len(self.dataset.train), s.batch_size, s.epochs, seed)
 
     def score(self, act: Act, seed: int, on_epoch: train.EpochHook | None = None) -> train.TrainResult:
-        """Trains the network with ``act`` from ``seed`` and scores it on the validation split."""
+        """Trains the network with ``act`` from ``seed`` and scores it on the validation split (an objective:
+        its validation score ranked, ``own.call_objective``, as the accuracy; its own value as the loss).
+
+        Raises:
+            own.ObjectiveFailedError: the user's objective failed (the evaluators record a failed line).
+        """
+        if self.objective is not None:
+            (rank, raw), _ = self.score_objective(act, seed)
+            return train.TrainResult(rank, raw, float("nan"), False)
         model = self.model(act, seed)
         graphdef, state = nnx.split(model)  # the whole state: parameters, batch statistics, dropout RNG
         tx = self.optimizer()
         opt_state = tx.init(nnx.state(model, nnx.Param))
         steps = train.make_steps(graphdef, tx)
         return train.run_epochs(steps, state, opt_state, self.dataset, self.batches(seed), on_epoch)
+
+    def score_objective(self, act: Act, seed: int) -> tuple[own.Score, own.Score | None]:
+        """The user's objective of ``act`` from ``seed``: (validation, test) scores (``own.call_objective``)."""
+        return own.call_objective(self.objective, act, seed, self.settings)

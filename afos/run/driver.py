@@ -256,7 +256,7 @@ def build_evaluator(config: Config) -> tuple[Evaluator, str]:
     from afos.fitness.problem import FitnessProblem
 
     problem = FitnessProblem(config.fitness)
-    problem.dataset  # loaded now: bad data fails before anything is written
+    problem.prepare()  # the data loaded now: bad data fails before anything is written
     candidates = config.search.population * (config.search.generations + 1)
     plan = plan_lib.make_plan(config.evaluator, problem, candidates)
     return plan_lib.build(plan, problem, config.evaluator), plan.describe()
@@ -292,8 +292,18 @@ def run(config: Config, run_dir: str | Path, reporter: SearchReporter | None = N
     search.seed_individuals()  # a warm-start function the space cannot build fails here, before any work
     Run.check_free(run_dir)
     with _evaluator(search.config, evaluator, reporter) as scorer:
-        run_ = Run.create(run_dir, search.config)
+        run_ = Run.create(run_dir, _decided(search.config))
         return _drive(run_, search, search.init(), scorer, reporter)
+
+
+def _decided(config: Config) -> Config:
+    """``config`` as a run stores it: an objective's direction decided (``own.with_direction``)."""
+    if not config.fitness.objective or config.fitness.direction:
+        return config
+    from afos.fitness import own
+
+    fitness = own.with_direction(config.fitness, own.objective(config.fitness.objective))
+    return config_lib.override(config, fitness={"direction": fitness.direction})
 
 
 def resume(run_dir: str | Path, generations: int | None = None, config: Config | None = None,

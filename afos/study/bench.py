@@ -42,7 +42,8 @@ METRICS: dict[str, bool] = {
 BLOCK_UNITS = ("run", "case")  # a Friedman block is one (case, seed) run, or one case averaged over seeds
 # The training settings a benchmark sets for all its cells: fields of FitnessSettings (dataset, model and
 # seed differ per cell; topology is a model option), in a [benchmark] table beside the keys of BenchSettings.
-TRAINING = ("epochs", "batch_size", "learning_rate", "val_fraction", "train_size", "val_size", "data_dir", "gain")
+TRAINING = ("epochs", "batch_size", "learning_rate", "val_fraction", "train_size", "val_size", "data_dir", "gain",
+            "objective", "direction")
 # A benchmark trains longer than a search's fitness evaluation, and the functions as they are (a study compares
 # published activations; `gain = "unit"` compares their shapes at equal gain, as a search does); its other
 # training defaults are the search's.
@@ -353,7 +354,7 @@ def read_spec(bench_dir: Path) -> BenchSpec:
 # (KEY_LEGACY), so that older results keep their keys.
 KEY_SETTINGS = ("dataset", "model", "epochs", "batch_size", "learning_rate", "val_fraction", "train_size",
                 "val_size", "seed", "topology", "data_dir")
-KEY_LEGACY = {"gain": "none"}
+KEY_LEGACY = {"gain": "none", "objective": "", "direction": ""}
 
 
 def cell_key(expression: str, settings: FitnessSettings, test_size: int) -> str:

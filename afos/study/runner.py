@@ -22,6 +22,7 @@ from afos.errors import BenchError
 from afos.expr import ir, parse
 from afos.expr.gain import unit_gain
 from afos.fitness.data import DATA_SETTINGS, Dataset, Split
+from afos.fitness.own import ObjectiveFailedError
 from afos.fitness.problem import FitnessProblem
 from afos.run.files import append_jsonl, read_jsonl, repair_jsonl, write_text_atomic
 from afos.study.bench import ENVIRONMENT, RESULTS, SPEC, BenchSpec, Cell, cells, read_spec, spec_to_dict
@@ -32,9 +33,31 @@ def _finite(value: float) -> float | None:
 
 
 def run_cell(cell: Cell, problem: FitnessProblem, test_size: int = 0) -> dict[str, Any]:
-    """Trains one cell and returns its record: per-epoch train/val/test loss and accuracy."""
+    """Trains one cell and returns its record: per-epoch train/val/test loss and accuracy (a user's objective:
+    its final validation and test scores)."""
     from afos.expr.compile import to_jax
 
+    node, gain = ir.lower(parse(cell.activation.expression)), None
+    if cell.settings.gain == "unit":
+        gain, reason = unit_gain(node)
+        if reason is not None:
+            raise BenchError(f"activation {cell.activation.label!r} cannot be trained at unit gain: {reason}")
+    act, start = to_jax(ir.scaled(node, gain)), time.perf_counter()
+    if problem.objective is not None:
+        history, diverged = _objective_history(problem, act, cell)
+    else:
+        history, diverged = _training_history(problem, act, cell, test_size)
+    gained = {} if gain is None else {"gain": gain}
+    return gained | {
+        "key": cell.key, "activation": cell.activation.label, "expr": cell.activation.expression,
+        "model": cell.model.label, "model_name": cell.model.name, "dataset": cell.dataset, "seed": cell.seed,
+        "epochs": cell.settings.epochs, "diverged": diverged, "history": history,
+        "final": history[-1] if history else {}, "seconds": round(time.perf_counter() - start, 3),
+    }
+
+
+def _training_history(problem: FitnessProblem, act, cell: Cell, test_size: int) -> tuple[list[dict], bool]:
+    """Trains afos's model: one row per epoch of train/val/test loss and accuracy; whether it diverged."""
     dataset = problem.dataset
     history: list[dict[str, Any]] = []
     test = dataset.test()
@@ -50,20 +73,23 @@ def run_cell(cell: Cell, problem: FitnessProblem, test_size: int = 0) -> dict[st
             row[f"{split_name}_accuracy"] = _finite(acc)
         history.append(row)
 
-    node, gain = ir.lower(parse(cell.activation.expression)), None
-    if cell.settings.gain == "unit":
-        gain, reason = unit_gain(node)
-        if reason is not None:
-            raise BenchError(f"activation {cell.activation.label!r} cannot be trained at unit gain: {reason}")
-    start = time.perf_counter()
-    result = problem.score(to_jax(ir.scaled(node, gain)), cell.seed, on_epoch)
-    gained = {} if gain is None else {"gain": gain}
-    return gained | {
-        "key": cell.key, "activation": cell.activation.label, "expr": cell.activation.expression,
-        "model": cell.model.label, "model_name": cell.model.name, "dataset": cell.dataset, "seed": cell.seed,
-        "epochs": cell.settings.epochs, "diverged": bool(result.diverged), "history": history,
-        "final": history[-1] if history else {}, "seconds": round(time.perf_counter() - start, 3),
-    }
+    result = problem.score(act, cell.seed, on_epoch)
+    return history, bool(result.diverged)
+
+
+def _objective_history(problem: FitnessProblem, act, cell: Cell) -> tuple[list[dict], bool]:
+    """The user's objective: one row, its ranked scores as accuracies and its own values as losses (a failed
+    objective: no row, diverged)."""
+    try:
+        (val, val_raw), test = problem.score_objective(act, cell.seed)
+    except ObjectiveFailedError:
+        return [], True
+    if test is None:
+        raise BenchError(f"objective {cell.settings.objective!r} gives no test score: a benchmark and `afos "
+                         "validate` compare test scores (return (val, test) or {'val': ..., 'test': ...})")
+    row = {"epoch": cell.settings.epochs, "val_accuracy": val, "val_loss": val_raw, "test_accuracy": test[0],
+           "test_loss": test[1]}
+    return [row], False
 
 
 class BenchReporter(Protocol):
@@ -156,10 +182,14 @@ def run(spec: BenchSpec, out_dir: str | Path, reporter: BenchReporter | None = N
     reporter.started(total, total - len(todo))
     loaded: tuple[tuple, Dataset] | None = None
     for cell in todo:
-        if loaded is None or loaded[0] != _data_key(cell.settings):
-            loaded = (_data_key(cell.settings), FitnessProblem(cell.settings).dataset)
+        if cell.settings.objective:  # the objective loads its own data
+            problem = FitnessProblem(cell.settings)
+        else:
+            if loaded is None or loaded[0] != _data_key(cell.settings):
+                loaded = (_data_key(cell.settings), FitnessProblem(cell.settings).dataset)
+            problem = FitnessProblem(cell.settings, loaded[1])
         reporter.cell_started(cell)
-        record = run_cell(cell, FitnessProblem(cell.settings, loaded[1]), spec.test_size)
+        record = run_cell(cell, problem, spec.test_size)
         append_jsonl(out_dir / RESULTS, record)
         reporter.cell_finished(record)
     return read_results(out_dir)[1]
