@@ -219,3 +219,19 @@ def test_the_language_model_example_learns(monkeypatch):
     settings = config.override_flat(config.Config(), objective="afos.examples.charlm:objective").fitness
     out = charlm.objective(jax.nn.relu, 0, settings)
     assert 0 < out["val"] < np.log(vocab) and 0 < out["test"] < np.log(vocab)  # better than uniform guessing
+
+
+def test_a_benchmark_compares_activations_on_an_objective(tmp_path, user_module):
+    import usernets
+
+    from afos.cli import main
+    from afos.study.runner import read_results
+
+    out = tmp_path / "bench"
+    assert main(["benchmark", "--objective", "usernets:score", "--activations", "relu,tanh", "--seeds", "2",
+                 "--out", str(out)]) == 0
+    records = read_results(out)[1]
+    assert len(records) == 4
+    for r in records:
+        act = (lambda x: np.maximum(x, 0)) if r["activation"] == "relu" else np.tanh
+        assert r["final"]["test_accuracy"] == pytest.approx(usernets.score(act, r["seed"], None)["test"], rel=1e-5)

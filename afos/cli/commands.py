@@ -159,6 +159,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         values = presets.apply_quick(values, {})
     given = {key: getattr(args, key) for key in ("activations", "models", "datasets", "seeds", "epochs", "batch_size",
                                                  "train_size", "val_size", "test_size", "data_dir", "gain", "metric",
+                                                 "objective", "direction",
                                                  "baseline", "blocks")}
     spec = bench.make_spec(values | {k: v for k, v in given.items() if v is not None})
     out = Path(args.out) if args.out else runner.default_out_dir(spec)

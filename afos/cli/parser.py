@@ -74,10 +74,6 @@ def _search_options(p: argparse.ArgumentParser) -> None:
                    "package.module:loader")
     p.add_argument("--model", help="model name (default: cnn-small; see README, Datasets and models) or your own "
                    "as package.module:factory")
-    p.add_argument("--objective", help="your own objective, package.module:function(act, seed, settings) returning "
-                   "a validation score (and a test score); replaces --model and --dataset (README, Your own network)")
-    p.add_argument("--direction", choices=("max", "min"),
-                   help="of --objective: max, a score in [0, 1] (default); min, a loss >= 0")
     p.add_argument("--population", type=int, help="population size (default: 16)")
     p.add_argument("--generations", type=int, help="offspring generations after the initial one (default: 6)")
     _training_options(p, "training epochs per fitness evaluation (default: 1)", "unit")
@@ -117,6 +113,11 @@ def _training_options(p: argparse.ArgumentParser, epochs_help: str, gain: str) -
     p.add_argument("--val-size", type=int, help="use only this many validation examples")
     p.add_argument("--data-dir", help="where dataset files are looked for first (Fashion-MNIST IDX files, "
                    "the TFDS data dir)")
+    p.add_argument("--objective", help="your own objective, package.module:function(act, seed, settings) returning "
+                   "a validation score (and a test score); replaces --model and --dataset (README, Your own network)")
+    p.add_argument("--direction", choices=("max", "min"),
+                   help="of --objective: max, a score in [0, 1]; min, a loss >= 0 (default: what the function "
+                   "declares, else max)")
 
 
 def _ray_options(p: argparse.ArgumentParser, address_help: str) -> None:
