@@ -87,7 +87,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = config_from_args(args, config_lib.load(args.config) if args.config else config_lib.Config())
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir()
     reporter = RichReporter(config.search.generations)
-    console.print(f"afos search: space [bold]{config.space.name}[/], dataset [bold]{config.fitness.dataset}[/], "
+    f = config.fitness
+    task = f"objective [bold]{f.objective}[/]" if f.objective else \
+        f"dataset [bold]{f.dataset}[/], model [bold]{f.model}[/]"
+    console.print(f"afos search: space [bold]{config.space.name}[/], {task}, "
                   f"population {config.search.population}, generations {config.search.generations}, "
                   f"gain {config.fitness.gain}, run directory [bold]{run_dir}[/]")
     try:
