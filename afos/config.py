@@ -283,6 +283,13 @@ def override_flat(config: Config, **settings: Any) -> Config:
     return override(config, **sections)
 
 
+def metric_names(fitness: FitnessSettings) -> tuple[str, str]:
+    """What the two numbers of a line are called: accuracy and loss, or a user's objective's rank and value."""
+    if not fitness.objective:
+        return "val_accuracy", "val_loss"
+    return ("exp(-val_loss)", "val_loss") if fitness.direction == "min" else ("val_score", "objective")
+
+
 def search_seeds(fitness: FitnessSettings, n: int) -> list[int]:
     """The first ``n`` initialisation seeds of a search: ``fitness.seed``, ``fitness.seed + 1``, ..."""
     return [fitness.seed + i for i in range(n)]

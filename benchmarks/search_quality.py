@@ -11,8 +11,8 @@ figure of the best validated test accuracy against trainings spent.
 
 CPU (docs/SEARCH.md):
   python benchmarks/search_quality.py --dataset digits --out runs/sq-digits --plot docs/search_quality_digits.png
-  python benchmarks/search_quality.py --dataset fashion_mnist --train-size 6000 --val-size 1500 \\
-      --population 8 --generations 4 --out runs/sq-fashion --plot docs/search_quality_fashion.png
+  python benchmarks/search_quality.py --dataset fashion_mnist --model mlp --train-size 6000 --val-size 1500 \\
+      --population 12 --generations 5 --out runs/sq-fashion --plot docs/search_quality_fashion.png
 GPU (one call; the same with the full data and a larger budget):
   python benchmarks/search_quality.py --dataset fashion_mnist --population 32 --generations 10 --seeds 5 \\
       --val-seeds 10 --out runs/sq-fashion-gpu --plot docs/search_quality_fashion_gpu.png

@@ -17,7 +17,7 @@ from rich.progress import (
 from rich.table import Table
 
 from afos import types
-from afos.config import FitnessSettings
+from afos.config import metric_names
 from afos.expr import parse
 from afos.expr.names import known_as, label
 from afos.ga.front import FrontEntry, ranked
@@ -99,13 +99,6 @@ class BenchProgress:
 
     def close(self) -> None:
         self.progress.stop()
-
-
-def metric_names(fitness: FitnessSettings) -> tuple[str, str]:
-    """What the two numbers of a line are called: accuracy and loss, or a user's objective's rank and value."""
-    if not fitness.objective:
-        return "val_accuracy", "val_loss"
-    return ("exp(-val_loss)", "val_loss") if fitness.direction == "min" else ("val_score", "objective")
 
 
 def front_table(front: list[FrontEntry], title: str, names: tuple[str, str] = ("val_accuracy", "val_loss")) -> Table:

@@ -117,6 +117,7 @@ class _Loop:
                 elif old.tree != name:
                     raise RunError(f"{self.run.log}: anchor line {index} holds {old.tree!r} but the config asks "
                                    f"{name!r}")
+        metric = config_lib.metric_names(self.run.config.fitness)[0]
         for epochs, group in todo.items():  # together: a pool trains them side by side
             for j, fit in evaluator_lib.run(self.evaluator, [c for _, _, c in group], self.seeds, epochs):
                 index, name, c = group[j]
@@ -125,7 +126,7 @@ class _Loop:
                 acc = "failed" if fit.val_accuracy is None else f"{fit.val_accuracy:.4f}"
                 length = "" if epochs is None else f", {epochs} epochs"
                 self.emit(line, lambda r, acc=acc, length=length: self.reporter.message(
-                    f"anchor {r.tree} ({r.expr}): val_accuracy {acc} on {len(self.seeds)} seed(s){length}"))
+                    f"anchor {r.tree} ({r.expr}): {metric} {acc} on {len(self.seeds)} seed(s){length}"))
 
     # --- one generation -----------------------------------------------------------------------------
     def generation(self, state: SearchState) -> SearchState:
