@@ -102,6 +102,7 @@ def test_data_as_arrays_from_python_and_a_resume_that_needs_them_again(tmp_path,
     assert run.config.fitness.model == "usernets:TinyNet"
     assert run.config.fitness.dataset == "arrays:" + plugins.digest(arrays)
     assert run.best()[0].expression
+    assert f"Expression: {run.best()[0].expression}\n" in run.export("torch") and "import torch" in run.export("torch")
     plugins._GIVEN.clear()  # a new Python process
     with pytest.raises(RunError, match="handed over as arrays in another Python process"):
         afos.resume(run.path, generations=1)

@@ -20,6 +20,7 @@ and writes through the object. Nothing here imports JAX.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import time
@@ -186,6 +187,12 @@ class Run:
         if not out:
             raise RunError(f"{self.path}: the run has no scored function yet")
         return out
+
+    def export(self, fmt: str, rank: int | None = None, top: int | None = None) -> str:
+        """Source code in format ``fmt`` (``jax``, ``torch``, ``latex``, ...) of the front's most accurate
+        function (``rank``: the rank-th; ``top``: the first ``top``), as ``afos.export_source`` writes it."""
+        exporter = importlib.import_module("afos.export")  # the layer above this one: loaded on use only
+        return exporter.export_source(fmt, run_dir=self, rank=rank, top=top)
 
     def write_front(self, front: list[FrontEntry]) -> None:
         write_text_atomic(self.path / PARETO, records_lib.pareto_csv(front))
