@@ -52,6 +52,12 @@ class DistributedError(AfosError, RuntimeError):
     """Ray is missing, a cluster cannot be reached or lacks the resources, or workers keep dying."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (its type's name where it has none): what a one-line error quotes
+    of a failure in code afos does not own (a user's module, Ray)."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
 def read_text(path: str | Path, error: type[AfosError]) -> str:
     """The text of the file ``path``; a file that is not UTF-8 text is an ``error`` that names it."""
     try:

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from afos.errors import AfosError, ConfigError, DataError, ModelError
+from afos.errors import AfosError, ConfigError, DataError, ModelError, first_line
 
 GROUPS = {"model": "afos.models", "dataset": "afos.datasets", "objective": "afos.objectives"}
 ERRORS: dict[str, type[AfosError]] = {"model": ModelError, "dataset": DataError, "objective": ConfigError}
@@ -72,7 +72,7 @@ def resolve(kind: str, name: str) -> Any | None:
             return entry.load()
         except Exception as err:  # noqa: BLE001 - the user's package: any failure is theirs, named in one line
             raise error(f"{kind} {name!r} is registered by an installed package as {entry.value!r}, which does "
-                        f"not load: {type(err).__name__}: {_first_line(err)}") from None
+                        f"not load: {type(err).__name__}: {first_line(err)}") from None
     if not is_reference(name):
         return None
     module_name, _, attribute = name.partition(":")
@@ -80,7 +80,7 @@ def resolve(kind: str, name: str) -> Any | None:
         obj: Any = importlib.import_module(module_name)
     except Exception as err:  # noqa: BLE001 - as above
         raise error(f"{kind} {name!r}: cannot import module {module_name!r} ({type(err).__name__}: "
-                    f"{_first_line(err)}); install it or put its folder on PYTHONPATH") from None
+                    f"{first_line(err)}); install it or put its folder on PYTHONPATH") from None
     for part in attribute.split("."):
         if not hasattr(obj, part):
             raise error(f"{kind} {name!r}: module {module_name!r} has no attribute {attribute!r}")
@@ -184,7 +184,3 @@ def _lookup(module: str, qualname: str) -> Any:
     for part in qualname.split("."):
         obj = getattr(obj, part, None)
     return obj
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [""])[0]

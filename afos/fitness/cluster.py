@@ -20,7 +20,7 @@ from typing import Any
 
 from afos import plugins
 from afos.config import EvaluatorSettings
-from afos.errors import DistributedError
+from afos.errors import DistributedError, first_line
 from afos.expr import Candidate
 from afos.fitness import evaluator as evaluator_lib
 from afos.fitness.evaluator import Results
@@ -69,7 +69,7 @@ def _auto_address() -> str | None:
     try:
         return canonicalize_bootstrap_address_or_die("auto")
     except ConnectionError as err:
-        raise DistributedError(f"--ray-address auto: {str(err).strip().splitlines()[0]}") from None
+        raise DistributedError(f"--ray-address auto: {first_line(err)}") from None
 
 
 def connect(address: str, py_modules: Sequence[str] = ()) -> bool:
@@ -92,7 +92,7 @@ def connect(address: str, py_modules: Sequence[str] = ()) -> bool:
         try:
             ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            first = first_line(err)
             hint = "" if auth else (
                 "; a cluster started by `ray start` (Ray >= 2.59) also wants RAY_AUTH_MODE=token and its token "
                 "here (docs/SCALING.md)")

@@ -34,7 +34,7 @@ from typing import NamedTuple
 import numpy as np
 
 from afos import plugins
-from afos.errors import AfosError, DataError
+from afos.errors import AfosError, DataError, first_line
 
 # The fitness settings that decide which data a training sees (afos.config.FitnessSettings).
 DATA_SETTINGS = ("dataset", "seed", "val_fraction", "train_size", "val_size", "data_dir")
@@ -317,7 +317,7 @@ def _raw(name: str, data_dir: str, image_size: int) -> Raw | Dataset:
     except AfosError:
         raise
     except Exception as err:  # noqa: BLE001 - the user's loader: its failure is named in one line
-        raise DataError(f"dataset {name!r}: the loader raised {type(err).__name__}: {err}") from None
+        raise DataError(f"dataset {name!r}: the loader raised {type(err).__name__}: {first_line(err)}") from None
     return _checked(name, out)
 
 

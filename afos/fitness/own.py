@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from afos import plugins
-from afos.errors import ConfigError, ModelError
+from afos.errors import ConfigError, ModelError, first_line
 
 
 def factory(name: str, builtin: Sequence[str] = ()) -> Callable[..., Any]:
@@ -34,7 +35,6 @@ def factory(name: str, builtin: Sequence[str] = ()) -> Callable[..., Any]:
         raise ModelError(f"model {name!r} must take the keyword argument rngs (an nnx.Rngs that seeds its "
                          "parameters): factory(act, input_shape, num_classes, *, rngs)")
     return found
-
 
 
 def build(name: str, factory: Callable[..., Any], act: Callable, input_shape: Sequence[int], num_classes: int,
@@ -107,7 +107,7 @@ def call_objective(function: Callable[..., Any], act: Callable, seed: int, setti
     try:
         out = function(act, seed, settings)
     except Exception as err:  # noqa: BLE001 - the user's code: any failure becomes a failed line
-        raise ObjectiveFailedError(f"objective raised {type(err).__name__}: {_first_line(err)}") from None
+        raise ObjectiveFailedError(f"objective raised {type(err).__name__}: {first_line(err)}") from None
     if isinstance(out, dict):
         if "val" not in out:
             raise ObjectiveFailedError(f"objective returned a dict without 'val' (keys: {sorted(out)})")
@@ -120,27 +120,20 @@ def call_objective(function: Callable[..., Any], act: Callable, seed: int, setti
                                                            _score(test, settings.direction, "test"))
 
 
-
 def _score(value: Any, direction: str, what: str) -> tuple[float, float]:
-    import math
-
     try:
         raw = float(value)
     except (TypeError, ValueError):
-        raise ObjectiveFailedError(f"objective returned a {type(value).__name__} as its {what} score, not a number") \
-            from None
+        raise ObjectiveFailedError(f"objective returned a {type(value).__name__} as its {what} score, "
+                                   "not a number") from None
     if not math.isfinite(raw):
         raise ObjectiveFailedError(f"objective returned a non-finite {what} score ({raw})")
     if direction == "max":
         if not 0.0 <= raw <= 1.0:
-            raise ObjectiveFailedError(f"objective returned the {what} score {raw:g}, outside [0, 1] (a score to "
-                                   "maximise is ranked with accuracies; a loss wants direction = 'min')")
+            raise ObjectiveFailedError(f"objective returned the {what} score {raw:g}, outside [0, 1] (a score "
+                                       "to maximise is ranked with accuracies; a loss wants direction = 'min')")
         return raw, raw
     if raw < 0:
-        raise ObjectiveFailedError(f"objective returned the {what} loss {raw:g} < 0 (direction 'min' ranks a loss "
-                               "as exp(-loss))")
+        raise ObjectiveFailedError(f"objective returned the {what} loss {raw:g} < 0 (direction 'min' ranks a "
+                                   "loss as exp(-loss))")
     return math.exp(-raw), raw
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
