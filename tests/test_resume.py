@@ -205,8 +205,8 @@ def test_corrupt_checkpoint_falls_back_to_the_previous_one(tmp_path, small):
     _assert_same_run(copy, run_dir)
     (copy / rundir.CHECKPOINT).write_text("garbage")
     (copy / rundir.PREVIOUS_CHECKPOINT).write_text("garbage")
-    with pytest.raises(RunError, match="no readable checkpoint"):
-        driver.resume(copy)
+    driver.resume(copy)  # neither readable: the state is rebuilt by replaying the log (tests/test_run.py)
+    _assert_same_run(copy, run_dir)
 
 
 def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path, small):

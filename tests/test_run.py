@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -223,3 +224,140 @@ def test_a_checkpoint_that_is_not_an_object_falls_back_to_the_previous_one(tmp_p
     (run_dir / rundir.CHECKPOINT).write_text("[1, 2, 3]")
     with pytest.warns(UserWarning, match="not an afos checkpoint; using checkpoint.prev.json"):
         assert Run.open(run_dir).checkpoint()["generation"] == 3
+
+
+# --- a run directory that heals (afos.run.health): the fixture damaged as users and crashes damage runs ------
+
+
+def _lines_of(run_dir: Path) -> list[str]:
+    return (run_dir / rundir.EVALUATIONS).read_text().splitlines(keepends=True)
+
+
+def _write_lines(run_dir: Path, lines: list[str]) -> None:
+    (run_dir / rundir.EVALUATIONS).write_text("".join(lines))
+
+
+def test_duplicated_lines_are_ignored_with_a_warning_and_the_run_goes_on_as_without_them(tmp_path):
+    clean, damaged = _copy("fake_v1", tmp_path / "a"), _copy("fake_v1", tmp_path / "b")
+    lines = _lines_of(damaged)
+    _write_lines(damaged, lines[:10] + [lines[5]] + lines[10:] + [lines[7], lines[7]])  # inside and appended
+    with pytest.warns(UserWarning, match=r"ignoring 3 duplicate lines \(line 11 repeats line 6 \(generation 0"):
+        assert Run.open(damaged).records() == Run.open(clean).records()
+    for run_dir in (clean, damaged):
+        with pytest.warns(UserWarning) if run_dir == damaged else contextlib.nullcontext():
+            driver.resume(run_dir, evaluator=FakeTraining(), describe=fake_describe, generations=5)
+    with pytest.warns(UserWarning, match="duplicate"):
+        assert Run.open(clean).records() == Run.open(damaged).records()
+    assert (clean / rundir.PARETO).read_text() == (damaged / rundir.PARETO).read_text()
+
+
+def test_a_line_that_contradicts_an_earlier_one_is_refused_by_resume(tmp_path):
+    run_dir = _copy("fake_v1", tmp_path)
+    lines = _lines_of(run_dir)
+    other = json.loads(lines[6]) | {"tree": "sin(x)", "key": "0" * 16}
+    _write_lines(run_dir, lines + [json.dumps(other) + "\n"])
+    with pytest.warns(UserWarning), pytest.raises(RunError, match=r"line 33 holds ok 'sin\(x\)' for generation 0, "
+                                                   r"index 2, which line 7 records as ok .*afos check --repair"):
+        driver.resume(run_dir, evaluator=FakeTraining(), describe=fake_describe, generations=5)
+
+
+@pytest.mark.parametrize("keep, missing", [
+    (0, "lacks 4 of its 4 anchor lines; 24 lines of generations 0-3"),  # the log deleted
+    (22, "lacks 10 lines of generations 2, 3"),  # cut short
+])
+def test_a_checkpoint_ahead_of_the_log_is_refused_saying_what_is_missing(tmp_path, keep, missing):
+    run_dir = _copy("fake_v1", tmp_path)
+    if keep:
+        _write_lines(run_dir, _lines_of(run_dir)[:keep])
+    else:
+        (run_dir / rundir.EVALUATIONS).unlink()
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(RunError, match=f"checkpoint is at generation 4 but evaluations.jsonl {missing}"):
+        driver.resume(run_dir, evaluator=FakeTraining(), describe=fake_describe, generations=5)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before  # nothing trained, nothing written
+    assert main(["check", str(run_dir)]) == 1
+
+
+@pytest.mark.parametrize("keep", [3, 16, 22, 32])
+def test_both_checkpoints_unreadable_the_log_is_replayed_to_the_uninterrupted_run(tmp_path, keep):
+    """The log and the config determine the whole search: replaying it through the deterministic search
+    rebuilds the state, and the run ends with the files an uninterrupted run wrote, training only what the log
+    does not hold."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    shutil.copy(FIXTURES / "fake_v1" / rundir.CONFIG, run_dir)
+    kept = _lines_of(FIXTURES / "fake_v1")[:keep]
+    _write_lines(run_dir, kept)
+    (run_dir / rundir.CHECKPOINT).write_text('{"format": "afos-checkpoint", "gen')
+    (run_dir / rundir.PREVIOUS_CHECKPOINT).write_text("\0\0\0")
+
+    class Recording(FakeTraining):
+        calls: list[tuple[str, int]] = []
+
+        def evaluate_seed(self, candidates, seed, epochs=None):
+            self.calls += [(c.text, seed) for c in candidates]
+            return super().evaluate_seed(candidates, seed)
+
+    messages = []
+
+    class Messages(driver.SilentReporter):
+        def message(self, text):
+            messages.append(text)
+
+    driver.resume(run_dir, evaluator=Recording(), describe=fake_describe, reporter=Messages())
+    _same_files(run_dir, FIXTURES / "fake_v1")
+    assert any("no readable checkpoint" in m and "replaying the log" in m for m in messages)
+    first, *_ = config.search_seeds(config.load(run_dir / rundir.CONFIG).fitness, 1)
+    for line in map(json.loads, kept):  # nothing the log held was trained again
+        if line["status"] in (types.OK, types.FAILED, types.ANCHOR):
+            assert (line["expr"], first) not in Recording.calls, line
+    assert len(Recording.calls) > 0 or keep == len(_lines_of(FIXTURES / "fake_v1"))
+    assert (run_dir / "checkpoint.damaged.json").read_text() == '{"format": "afos-checkpoint", "gen'
+    assert (run_dir / "checkpoint.prev.damaged.json").read_bytes() == b"\0\0\0"
+
+
+def test_garbage_in_the_middle_of_the_log_show_warns_check_repairs_and_nothing_is_lost(tmp_path, capsys):
+    run_dir = _copy("fake_v1", tmp_path)
+    lines = _lines_of(run_dir)
+    damaged = lines[:20] + ['{"generation": 2, "ind\n'] + lines[20:]
+    _write_lines(run_dir, damaged)
+    with pytest.warns(UserWarning, match="ignoring 1 damaged line"):
+        assert main(["show", str(run_dir)]) == 0  # pareto.csv is intact: show works
+    assert "tanh(x)" in capsys.readouterr().out
+    with pytest.warns(UserWarning), pytest.raises(RunError, match="line 21 is not valid JSON; `afos check --repair"):
+        driver.resume(run_dir, evaluator=FakeTraining(), describe=fake_describe, generations=5)
+    assert main(["check", str(run_dir)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "line 21 is not valid JSON" in out and "not healthy" in out
+    assert main(["check", "--repair", str(run_dir)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "moved 1 lines of evaluations.jsonl into evaluations.set-aside.jsonl" in out
+    assert _lines_of(run_dir) == lines  # the log as it was before the damage
+    (backup,) = run_dir.glob("evaluations.jsonl.*.bak")
+    assert backup.read_text() == "".join(damaged)
+    (aside,) = map(json.loads, (run_dir / "evaluations.set-aside.jsonl").read_text().splitlines())
+    assert aside["line"] == 21 and aside["text"] == '{"generation": 2, "ind' and aside["problem"] == "damaged"
+    assert main(["check", str(run_dir)]) == 0
+
+
+def test_check_repair_rewrites_a_damaged_front_from_the_log_and_keeps_the_damaged_one(tmp_path):
+    run_dir = _copy("fake_v1", tmp_path)
+    good = (run_dir / rundir.PARETO).read_text()
+    (run_dir / rundir.PARETO).write_text("expression,val_accuracy\nx,high\n")
+    assert main(["check", str(run_dir)]) == 1
+    assert main(["check", "--repair", str(run_dir)]) == 0
+    assert (run_dir / rundir.PARETO).read_text() == good
+    assert (run_dir / "pareto.damaged.csv").read_text() == "expression,val_accuracy\nx,high\n"
+
+
+def test_a_line_cut_off_by_a_kill_is_kept_aside_when_a_resume_cuts_it(tmp_path):
+    run_dir = _copy("fake_v1", tmp_path)
+    lines = _lines_of(run_dir)
+    _write_lines(run_dir, lines[:30] + [lines[30][:50]])
+    shutil.copy(FIXTURES / "fake_v1_checkpoints" / "generation-3.json", tmp_path / "g3.json")
+    Run.open(run_dir).write_checkpoint(json.loads((tmp_path / "g3.json").read_text()))
+    with pytest.warns(UserWarning, match="truncated last line"):
+        driver.resume(run_dir, evaluator=FakeTraining(), describe=fake_describe)
+    _same_files(run_dir, FIXTURES / "fake_v1")
+    (aside,) = map(json.loads, (run_dir / "evaluations.set-aside.jsonl").read_text().splitlines())
+    assert aside["problem"] == "truncated" and aside["text"] == lines[30][:50]

@@ -126,6 +126,25 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """The health of a run directory on stdout, a few plain lines (``Run.health``); exit status 1 if not healthy."""
+    run = Run.open(args.run_dir)
+    if args.repair:
+        for sentence in run.heal(_Messages()) or ["nothing to repair"]:
+            print(f"afos check: {sentence}")
+        run = Run.open(args.run_dir)
+    report = run.health()
+    print(f"{run.path}: afos run of format {run.format}")
+    for line in report.describe():
+        print(f"  {line}")
+    return 0 if report.healthy else 1
+
+
+class _Messages:
+    def message(self, text: str) -> None:
+        console.print(f"afos: {text}", markup=False, highlight=False)
+
+
 def _validate(run: Run, top: int | None = None, seeds: int | None = None, epochs: int | None = None,
               models: list[str] | None = None) -> None:
     from afos.study import validate

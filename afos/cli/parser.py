@@ -32,6 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.set_defaults(func=commands.cmd_show)
 
+    p = sub.add_parser("check", help="report the health of a run directory (and repair it with --repair)",
+                       description="Check a run directory: every line of its log, the log against the checkpoint, "
+                       "the front. Exit status 0 when healthy, 1 when not.")
+    p.add_argument("run_dir")
+    p.add_argument("--repair", action="store_true", help="move the log's damaged, repeated and cut-off lines into "
+                   "evaluations.set-aside.jsonl and rewrite a damaged pareto.csv from the log, after a backup of "
+                   "each (nothing is deleted)")
+    p.set_defaults(func=commands.cmd_check)
+
     p = sub.add_parser("validate", help="retrain the front's best and the anchors on fresh seeds and score them "
                        "on the test split (writes validation.csv)")
     p.add_argument("run_dir")

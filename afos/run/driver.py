@@ -38,7 +38,7 @@ from afos.ga.memo import Known, Memo
 from afos.ga.strategy import Search, SearchState
 from afos.run.lock import stop_on_sigint
 from afos.run.records import ANCHOR_GENERATION, Evaluation
-from afos.run.rundir import CHECKPOINT, Run
+from afos.run.rundir import Run
 from afos.types import Fitness
 
 
@@ -237,8 +237,7 @@ def _drive(run: Run, search: Search, state: SearchState, evaluator: Evaluator,
     hint = f"resume with: afos resume {run.path}"
     with run.lock(reporter), stop_on_sigint(reporter, hint) as stop:
         run.repair()  # a line a kill cut short: new lines start on a line of their own
-        if not (run.path / CHECKPOINT).exists():
-            run.write_checkpoint(search.save(state))
+        run.ensure_checkpoint(search.save(state))
         loop = _Loop(run, search, evaluator, reporter, stop)
         try:
             loop.anchors()
@@ -331,8 +330,9 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
         reporter.message(f"{run_.path} was started before gain normalisation existed: it goes on as it began, "
                          "training every function as it is (fitness.gain = none)")
     search = Search(stored, describe or screen_of(stored))
+    body = run_.resume_point(lambda text: reporter.message(f"warning: {text}"))
     try:
-        state = search.restore(run_.checkpoint(), run_.records())
+        state = search.restore(body, run_.records())
     except (KeyError, TypeError, ValueError, IndexError) as err:
         raise RunError(f"{run_.path}: its checkpoint does not describe a search of its config "
                        f"({type(err).__name__}: {err})") from None

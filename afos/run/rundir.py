@@ -35,8 +35,9 @@ from afos.config import Config
 from afos.errors import AfosError, RunError, read_text
 from afos.ga import memo
 from afos.ga.front import FrontEntry, ranked
+from afos.run import health
 from afos.run import records as records_lib
-from afos.run.files import append_jsonl, read_jsonl, repair_jsonl, write_text_atomic
+from afos.run.files import append_jsonl, repair_jsonl, write_text_atomic
 from afos.run.lock import Messenger, run_lock
 from afos.run.records import Evaluation
 
@@ -65,6 +66,7 @@ class Run:
 
     def __init__(self, path: Path, config: Config, run_format: int = 2):
         self.path, self.config, self.format = path, config, run_format
+        self._read: health.LogRead | None = None
         self._records: list[Evaluation] | None = None
         self._by_identity: dict[tuple[int, int], Evaluation] = {}
 
@@ -126,11 +128,30 @@ class Run:
         return self.path / EVALUATIONS
 
     def records(self) -> list[Evaluation]:
-        """Every line of the log, in the order written (a truncated last line is dropped with a warning)."""
+        """Every line of the log, in the order written, each identity once (``health.read_log``): a truncated
+        last line, damaged lines and repeated ones are skipped with a warning that says how to repair."""
         if self._records is None:
-            self._records = [Evaluation.from_json(r) for r in read_jsonl(self.log)]
+            self._read = health.read_log(self.log)
+            self._records = list(self._read.records)
             self._by_identity = {r.identity: r for r in self._records}
+            self._warn(self._read.problems)
         return list(self._records)
+
+    def log_problems(self) -> list[health.Problem]:
+        """The lines of the log that ``records`` skips (damaged, duplicated, conflicting, truncated)."""
+        self.records()
+        return list(self._read.problems)
+
+    def _warn(self, problems: list[health.Problem]) -> None:
+        cut = [p for p in problems if p.kind == health.TRUNCATED]
+        if cut:
+            warnings.warn(f"{self.log}: ignoring a truncated last line ({len(cut[0].text)} characters)", stacklevel=3)
+        rest = [p for p in problems if p.kind != health.TRUNCATED]
+        if rest:
+            kinds = sorted({p.kind for p in rest})
+            warnings.warn(f"{self.log}: ignoring {len(rest)} {'/'.join(kinds)} line{'s' if len(rest) > 1 else ''} "
+                          f"({health.summary(rest)}); `afos check --repair {self.path}` moves them aside",
+                          stacklevel=3)
 
     def append(self, line: Evaluation) -> Evaluation:
         """Appends ``line`` (durably) and returns it; if the log already holds a line for its identity (an
@@ -140,7 +161,7 @@ class Run:
             RunError: the recorded line is of another tree or status (the log and the checkpoint disagree).
         """
         self.records()
-        old = self._by_identity.get(line.identity)
+        old = self._by_identity.get(line.identity)  # the first line of its identity (``health.read_log``)
         if old is not None:
             if (old.tree, old.status) != (line.tree, line.status):
                 g, i = line.identity
@@ -153,8 +174,13 @@ class Run:
         return line
 
     def repair(self) -> None:
-        """Cuts a truncated last line off the log, so that new lines start on a line of their own."""
-        repair_jsonl(self.log)
+        """Cuts a truncated last line off the log, so that new lines start on a line of their own; the cut-off
+        text is kept in ``health.SET_ASIDE``."""
+        cut = [p for p in self.log_problems() if p.kind == health.TRUNCATED]
+        if cut:
+            health.set_aside(self.log, cut)
+            repair_jsonl(self.log)
+            self._records = None
 
     def anchors(self) -> list[Evaluation]:
         """The anchor lines, in configured order."""
@@ -218,6 +244,20 @@ class Run:
             return data
         raise RunError(f"{self.path}: no readable checkpoint ({'; '.join(errors)})")
 
+    def ensure_checkpoint(self, body: dict[str, Any]) -> None:
+        """Writes ``body`` as the first checkpoint unless one can be read; unreadable ones are kept aside as
+        ``checkpoint*.damaged.json`` (a resume that rebuilt the state from the log writes its own). The caller
+        holds the lock."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a fallback to the previous checkpoint was reported on reading it
+            try:
+                if self.checkpoint() is not None:
+                    return
+            except RunError:
+                for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
+                    health.keep_aside(self.path / name)
+        self.write_checkpoint(body)
+
     def write_checkpoint(self, body: dict[str, Any]) -> None:
         """Atomically replaces the checkpoint, keeping the one before it."""
         payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **body}
@@ -226,6 +266,84 @@ class Run:
         if current.exists():
             os.replace(current, self.path / PREVIOUS_CHECKPOINT)
         write_text_atomic(current, text)
+
+    def resume_point(self, warn: Callable[[str], None]) -> dict[str, Any] | None:
+        """The checkpoint a resume goes on from, checked against the log; None: from generation 0, replaying
+        the log (there is no checkpoint yet, or none can be read: the search is deterministic given its seed
+        and the recorded fitness values, so replaying rebuilds the state exactly).
+
+        Raises:
+            RunError: the log has damaged or conflicting lines, or lacks history the checkpoint stands on.
+        """
+        records = self.records()
+        blocking = [p for p in self.log_problems() if p.kind in (health.DAMAGED, health.CONFLICT)]
+        if blocking:
+            raise RunError(f"{self.log}: {health.summary(blocking)}; `afos check --repair {self.path}` moves "
+                           "them aside (after a backup of the log), then resume")
+        try:
+            body = self.checkpoint()
+        except RunError as err:
+            warn(f"{err}; rebuilding the search state by replaying the log from generation 0 (the damaged "
+                 "checkpoints are kept as checkpoint*.damaged.json)")
+            return None
+        missing = health.missing_history(self.config, records, body)
+        if missing:
+            raise RunError(f"{self.path}: the checkpoint is at generation {body['generation']} but {EVALUATIONS} "
+                           f"lacks {missing} (deleted, replaced or cut short?); resuming would lose that history: "
+                           "put the log back, or start anew from its front with `afos search --init-from "
+                           f"{self.path}`")
+        return body
+
+    # --- health -------------------------------------------------------------------------------------
+    def health(self) -> health.Health:
+        """The directory checked: the log line by line and against the checkpoint, the front (``afos check``)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # what they warn about is what the report says
+            records, note = self.records(), ""
+            try:
+                body = self.checkpoint()
+            except RunError as err:
+                body, note = None, str(err).removeprefix(f"{self.path}: ")
+            else:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    self.checkpoint()
+                note = "; ".join(str(w.message).removeprefix(f"{self.path}: ") for w in caught)
+        front, front_ok = self._front_health()
+        return health.Health(
+            self.path, len(records), tuple(sorted({r.generation for r in records if r.generation >= 0})),
+            sum(r.status == types.ANCHOR for r in records), tuple(self.log_problems()),
+            None if body is None else body["generation"], note, health.missing_history(self.config, records, body),
+            front, front_ok)
+
+    def _front_health(self) -> tuple[str, bool]:
+        path = self.path / PARETO
+        if not path.exists():
+            return f"no {PARETO} yet (recomputed from the log where asked)", True
+        try:
+            return f"{PARETO}, {len(records_lib.front_from_csv(read_text(path, RunError)))} functions", True
+        except (ValueError, KeyError, AfosError) as err:
+            return f"{PARETO} damaged ({type(err).__name__}: {err})", False
+
+    def heal(self, reporter: Messenger) -> list[str]:
+        """Moves the log's damaged, repeated, conflicting and cut-off lines into ``health.SET_ASIDE`` and
+        rewrites a damaged ``pareto.csv`` from the log, each after a backup; returns what it did, one
+        sentence each (empty: nothing to repair). Takes the run's lock."""
+        done = []
+        with self.lock(reporter):
+            self._records = None
+            read = health.read_log(self.log)
+            moved = health.repair_log(self.log, read)
+            if moved:
+                backup, side = moved
+                done.append(f"moved {len(read.problems)} lines of {EVALUATIONS} into {side.name} "
+                            f"(the log before: {backup.name})")
+            self._records = None
+            if not self._front_health()[1]:
+                kept = health.keep_aside(self.path / PARETO)
+                self.write_front(self.recomputed_front())
+                done.append(f"rewrote {PARETO} from the log (the damaged one: {kept})")
+        return done
 
     # --- validation ---------------------------------------------------------------------------------
     @property
