@@ -2,6 +2,9 @@
 
 import base64
 import json
+import shutil
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from afos.run.files import append_jsonl
 from afos.run.rundir import Run
 from afos.study import bench, report, runner
 
+FIXTURES = Path(__file__).parent / "fixtures"
 TINY_SEARCH = ["--population", "2", "--generations", "1", "--train-size", "128", "--val-size", "64"]
 
 
@@ -99,3 +103,15 @@ def test_report_of_a_directory_that_is_neither_gives_a_one_line_error(tmp_path, 
     err = capsys.readouterr().err
     assert "is neither a benchmark directory (bench.toml) nor a run directory (config.toml)" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_report_of_a_run_without_scored_lines_warns_nothing(tmp_path, capsys):
+    """An empty history has no lines to name: no legend, so no matplotlib warning leaks to the user."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(FIXTURES / "run_v1", run_dir)
+    (run_dir / "evaluations.jsonl").write_text("")
+    (run_dir / "pareto.csv").unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning in the figures would raise out of the command
+        assert main(["report", str(run_dir)]) == 0
+    assert capsys.readouterr().err == ""

@@ -113,7 +113,8 @@ def activation_shapes(activations: Sequence[tuple[str, str]], lo: float = -4.0, 
         ax.grid(alpha=0.3)
     ax_f.set_ylim(max(-3.0, ax_f.get_ylim()[0]), min(6.0, ax_f.get_ylim()[1]))
     ax_d.set_ylim(max(-1.5, ax_d.get_ylim()[0]), min(2.5, ax_d.get_ylim()[1]))
-    ax_d.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9)
+    if activations:
+        ax_d.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=9)
     return fig
 
 
@@ -179,10 +180,10 @@ def fitness_history(records: Sequence[Evaluation]) -> Figure:
         ax.plot(gens, best, marker="o", label="best of generation")
         ax.plot(gens, [float(np.median(per_gen[g])) for g in gens], marker="s", label="median of generation")
         ax.plot(gens, np.maximum.accumulate(best), ls="--", color="0.3", label="best so far")
+        ax.legend()  # only with lines to name: an empty legend is a matplotlib warning
     ax.set_xlabel("generation")
     ax.set_ylabel("validation accuracy")
     ax.set_title("Fitness per generation")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
-    ax.legend()
     return fig
