@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 _ERRORS = ("AfosError", "ConfigError", "SpaceError", "ExpressionError", "RunError", "DataError", "ModelError",
-           "BenchError", "ExportError", "DistributedError")
+           "BenchError", "ExportError", "DistributedError", "AfosWarning")
 _LAZY = {
     **dict.fromkeys(_ERRORS, "afos.errors"),
     "Config": "afos.config", "Fitness": "afos.types", "Run": "afos.run.rundir", "Evaluation": "afos.run.records",

@@ -5,6 +5,10 @@ not there, a Ray cluster that does not answer) is an ``AfosError`` whose message
 problem. The command line prints those (and ``OSError``, a file the system refused) as one line with exit
 status 2; anything else is a bug in afos and keeps its traceback. Errors about a value also derive from
 ``ValueError``, so that code which catches ``ValueError`` around an afos call keeps working.
+
+What afos works around rather than refuses (a log line a kill cut short, a damaged checkpoint with a good
+one before it) is an ``AfosWarning`` given to ``warnings.warn``: a notebook sees an ordinary Python warning,
+and the command line prints it as one line (``afos COMMAND: warning: ...``).
 """
 
 from __future__ import annotations
@@ -50,6 +54,10 @@ class ExportError(AfosError, ValueError):
 
 class DistributedError(AfosError, RuntimeError):
     """Ray is missing, a cluster cannot be reached or lacks the resources, or workers keep dying."""
+
+
+class AfosWarning(UserWarning):
+    """Something afos worked around and went on (a truncated log line, a damaged checkpoint); one line."""
 
 
 def first_line(err: BaseException) -> str:

@@ -1,5 +1,7 @@
+import shutil
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -112,3 +114,30 @@ def test_resume_offers_only_what_a_resume_may_change(capsys, tmp_path):
                    "--ray-address, --workers, --validate (start a new search to change the rest)")
     assert main(["resume", FIXTURE, "--workers", "2"]) == 2  # a local run is not moved to Ray
     assert "which a resume keeps" in capsys.readouterr().err
+
+
+def test_a_truncated_log_line_is_one_warning_line(tmp_path):
+    """What afos works around reaches the user as one line: no file:line, no source line."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(FIXTURE, run_dir)
+    log = run_dir / "evaluations.jsonl"
+    log.write_text(log.read_text()[:-40])  # killed mid-write of the last line
+    out = subprocess.run([sys.executable, "-m", "afos", "show", str(run_dir)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == [
+        f"afos show: warning: {log}: ignoring a truncated last line (298 characters)"]
+
+
+def test_a_library_warning_is_one_line_naming_its_category_and_package(monkeypatch, capsys):
+    from afos.cli import commands
+
+    def warns(run):
+        warnings.warn_explicit("deprecated thing\nmore detail", UserWarning,
+                               "/env/lib/python3.11/site-packages/jax/_src/api.py", 7)
+
+    monkeypatch.setattr(commands, "print_run", warns)
+    assert main(["show", FIXTURE]) == 0
+    assert capsys.readouterr().err == "afos show: warning: UserWarning (jax): deprecated thing\n"
+    with pytest.warns(UserWarning, match="deprecated thing"):  # the hook was the command's only
+        warns(None)

@@ -3,13 +3,20 @@
 An error the user can cause is an ``afos.errors.AfosError`` (or an ``OSError`` the system raised about a
 file): it is printed as ``afos COMMAND: error: ...`` with exit status 2. Anything else is a bug and keeps its
 traceback. Ctrl-C stops with exit status 130 after saving what is finished.
+
+A warning is printed as one line too, ``afos COMMAND: warning: ...``: afos's own (``AfosWarning``) as its
+message, any other (a library's) with its category and the package it came from, never a file, line
+number or source line.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+import warnings
+from pathlib import Path
 
-from afos.errors import AfosError
+from afos.errors import AfosError, AfosWarning, first_line
 
 SHORT_OPTIONS = ("-h", "-o")
 
@@ -54,10 +61,38 @@ def _parse(argv: list[str]):
     return args
 
 
+def warning_line(command: str, message: Warning | str, category: type[Warning], filename: str) -> str:
+    """The one line the command line prints for a warning: an ``AfosWarning`` as its message; any other
+    with its category and, for a library's, the package it came from (``afos search: warning:
+    UserWarning (jax): ...``)."""
+    text = first_line(message) if isinstance(message, Warning) else (str(message).strip().splitlines() or [""])[0]
+    if issubclass(category, AfosWarning):
+        return f"afos {command}: warning: {text}"
+    parts = Path(filename).parts
+    where = [parts[i + 1] for i, part in enumerate(parts[:-1]) if part in ("site-packages", "dist-packages")]
+    origin = f" ({Path(where[-1]).stem})" if where else ""
+    return f"afos {command}: warning: {category.__name__}{origin}: {text}"
+
+
+def _one_line_warnings(command: str):
+    """A ``warnings.showwarning`` that prints ``warning_line`` to the standard error at the time of the
+    warning (a live progress display has redirected it there)."""
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        del lineno, file, line  # a user of the command line is not shown afos's or a library's source
+        print(warning_line(command, message, category, filename), file=sys.stderr)
+    return show
+
+
 def _command(argv: list[str]) -> int:
+    args = _parse(argv)
+    with warnings.catch_warnings():  # the hook is the command's: main() called from Python restores it
+        warnings.showwarning = _one_line_warnings(args.command)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from afos.run.lock import ignore_sigint
 
-    args = _parse(argv)
     try:
         return args.func(args)
     except (AfosError, OSError) as err:

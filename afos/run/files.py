@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from afos.errors import RunError, read_text
+from afos.errors import AfosWarning, RunError, read_text
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -66,7 +66,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
             records.append(json.loads(line))
         except json.JSONDecodeError:
             if i == len(lines) - 1:  # no newline after it: the write was cut off
-                warnings.warn(f"{path}: ignoring a truncated last line ({len(line)} characters)", stacklevel=2)
+                warnings.warn(f"{path}: ignoring a truncated last line ({len(line)} characters)", AfosWarning,
+                              stacklevel=2)
                 continue
             raise RunError(f"{path}: line {i + 1} is not valid JSON") from None
     return records

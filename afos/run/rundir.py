@@ -32,7 +32,7 @@ from typing import Any
 from afos import config as config_lib
 from afos import plugins, types
 from afos.config import Config
-from afos.errors import AfosError, RunError, read_text
+from afos.errors import AfosError, AfosWarning, RunError, read_text
 from afos.ga import memo
 from afos.ga.front import FrontEntry, ranked
 from afos.run import health
@@ -240,7 +240,7 @@ class Run:
                 errors.append(f"{path.name}: {err}")
                 continue
             if errors:
-                warnings.warn(f"{self.path}: {'; '.join(errors)}; using {path.name}", stacklevel=2)
+                warnings.warn(f"{self.path}: {'; '.join(errors)}; using {path.name}", AfosWarning, stacklevel=2)
             return data
         raise RunError(f"{self.path}: no readable checkpoint ({'; '.join(errors)})")
 

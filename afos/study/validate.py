@@ -22,7 +22,7 @@ import numpy as np
 from scipy import stats as sps
 
 from afos.config import Config, search_seeds
-from afos.errors import ConfigError, RunError
+from afos.errors import AfosWarning, ConfigError, RunError
 from afos.expr import STANDARD_ACTIVATIONS
 from afos.fitness.problem import FitnessProblem
 from afos.run.rundir import Run
@@ -120,7 +120,7 @@ def validate(run_dir: str | Path | Run, top: int | None = None, seeds: int | Non
     """Retrains the top of the front and the anchors on fresh seeds, scores them on the test split and
     writes ``validation.csv``; returns its rows."""
     run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
-    run.check_sources(lambda text: warnings.warn(text, stacklevel=2))
+    run.check_sources(lambda text: warnings.warn(text, AfosWarning, stacklevel=2))
     spec = validation_spec(run, top, seeds, epochs, models)
     records = runner.run(spec, run.validation_dir, reporter)
     rows = summarise(spec, records)
