@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -141,3 +142,36 @@ def test_a_library_warning_is_one_line_naming_its_category_and_package(monkeypat
     assert capsys.readouterr().err == "afos show: warning: UserWarning (jax): deprecated thing\n"
     with pytest.warns(UserWarning, match="deprecated thing"):  # the hook was the command's only
         warns(None)
+
+
+PROGRESS = """
+from afos.cli.display import RichReporter
+from afos.run.records import Evaluation
+
+EXPR = "x*erf(exp(-x)) + tanh(x*sigmoid(x))*log(1 + exp(x)) - 0.5*x*cos(x)**2 + maximum(x, 0.1*x) + " * 2 + "x"
+reporter = RichReporter(12, "search")
+reporter.message("evaluating with " + "a long description " * 8)
+for g, n in ((11, 3), (12, 1)):  # generation 12 is stopped after 1 of 3
+    reporter.generation_started(g, 3)
+    for i in range(n):
+        ok = i < 2
+        reporter.evaluated(Evaluation(g, i, "t", EXPR, "k", "f", 9, "ok" if ok else "failed", None,
+                                      0.5 + g / 100 + i / 1000 if ok else None, 0.3, None, 1, (0.6,), 1.0))
+    if n == 3:
+        reporter.generation_finished(g, [])
+reporter.close()
+"""
+
+
+def test_progress_in_a_log_file_is_one_whole_line_per_generation(tmp_path):
+    """Not a terminal: no bar cut at 80 columns, but each generation's number and every field on one line."""
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")}
+    log = tmp_path / "log.txt"
+    with log.open("w") as err:
+        subprocess.run([sys.executable, "-c", PROGRESS], stderr=err, env=env, check=True, timeout=120)
+    expr = "x*erf(exp(-x)) + tanh(x*sigmoid(x))*log(1 + exp(x)) - 0.5*x*cos(x)**2 + maximum(x, 0.1*x) + " * 2 + "x"
+    assert log.read_text().splitlines() == [
+        "afos search: evaluating with " + "a long description " * 8,
+        f"gen 11/12 3/3 trained 2 cached 0 rejected 0 failed 1 best 0.6110 {expr} 0:00:00",
+        f"gen 12/12 1/3 trained 3 cached 0 rejected 0 failed 1 best 0.6200 {expr} 0:00:00",
+    ]

@@ -86,7 +86,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     config = config_from_args(args, config_lib.load(args.config) if args.config else config_lib.Config())
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir()
-    reporter = RichReporter(config.search.generations)
+    reporter = RichReporter(config.search.generations, "search")
     f = config.fitness
     task = f"objective [bold]{f.objective}[/]" if f.objective else \
         f"dataset [bold]{f.dataset}[/], model [bold]{f.model}[/]"
@@ -112,7 +112,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if any(v is not None for v in placement.values()):
         config = config_lib.override(run.config, evaluator=placement)
     generations = args.generations if args.generations is not None else run.config.search.generations
-    reporter = RichReporter(generations)
+    reporter = RichReporter(generations, "resume")
     console.print(f"afos resume: run directory [bold]{run.path}[/]")
     try:
         driver.resume(run.path, generations=args.generations, config=config, reporter=reporter)

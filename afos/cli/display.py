@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import time
 from collections import Counter
 from typing import Any
 
@@ -25,16 +27,25 @@ from afos.run.records import Evaluation, format_validation_row
 from afos.run.rundir import Run
 from afos.study.verdict import judge, verdict_lines
 
+# On a terminal, progress bars; in a file or a pipe (a log), plain lines that no width cuts.
 console = Console(stderr=True)
+console.soft_wrap = not console.is_terminal  # a log's lines are as long as they are
 
 
 class RichReporter:
-    """Shows one progress bar per generation with done/cached/rejected/failed counts and the best so far."""
+    """Shows one progress bar per generation with done/cached/rejected/failed counts and the best so far.
 
-    def __init__(self, generations: int):
+    When the standard error is not a terminal (a log file, a pipe) there is no bar to redraw: each
+    generation is one plain line once it ends (or the search stops), with every field whole, the best
+    expression too, so that the log reads as well as the screen.
+    """
+
+    def __init__(self, generations: int, command: str = ""):
         self.generations = generations
+        self.prefix = f"afos {command}:" if command else "afos:"
         self.counts: Counter[str] = Counter()  # by status: ok, cached, rejected, failed, anchor, rescored
         self.best: Evaluation | None = None
+        self.live = console.is_terminal
         self.progress = Progress(
             TextColumn("[bold]gen {task.fields[gen]}/{task.fields[last]}"),
             BarColumn(),
@@ -45,14 +56,19 @@ class RichReporter:
             console=console,
         )
         self.task = None
+        self.pending: tuple[int, int, int, float] | None = None  # plain lines: generation, done, size, start
 
-    def _fields(self) -> dict[str, str]:
+    def _fields(self, cut: int | None = 60) -> dict[str, str]:
         c = self.counts
         counts = f"trained {c[types.OK]} cached {c[types.CACHED]} rejected {c[types.REJECTED]} failed {c[types.FAILED]}"
         best = "-" if self.best is None else f"{self.best.val_accuracy:.4f} {self.best.expr}"
-        return {"counts": counts, "best": best[:60]}
+        return {"counts": counts, "best": best[:cut]}
 
     def generation_started(self, generation: int, size: int) -> None:
+        if not self.live:
+            self._line()
+            self.pending = (generation, 0, size, time.monotonic())
+            return
         if self.task is None:
             self.progress.start()
         else:
@@ -63,21 +79,43 @@ class RichReporter:
         self.counts[line.status] += 1
         if line.scored and (self.best is None or line.val_accuracy > self.best.val_accuracy):
             self.best = line
+        if not self.live:
+            if self.pending is not None:
+                g, done, size, start = self.pending
+                self.pending = (g, done + 1, size, start)
+            return
         self.progress.update(self.task, advance=1, **self._fields())
 
+    def _line(self) -> None:
+        """The plain line of the generation in progress, if any: the fields of the bar, uncut."""
+        if self.pending is None:
+            return
+        g, done, size, start = self.pending
+        self.pending = None
+        fields = self._fields(cut=None)
+        elapsed = datetime.timedelta(seconds=int(time.monotonic() - start))
+        console.print(f"gen {g}/{self.generations} {done}/{size} {fields['counts']} best {fields['best']} {elapsed}",
+                      markup=False, highlight=False, soft_wrap=True)
+
     def generation_finished(self, generation: int, front: list[FrontEntry]) -> None:
-        if generation >= self.generations:
+        if not self.live:
+            self._line()
+        elif generation >= self.generations:
             self.progress.stop()
 
     def close(self) -> None:
-        self.progress.stop()
+        if self.live:
+            self.progress.stop()
+        else:
+            self._line()  # a generation a stop cut short: what it had done
 
     def message(self, text: str) -> None:
-        self.progress.console.print(f"afos: {text}", markup=False, highlight=False)
+        self.progress.console.print(f"{self.prefix} {text}", markup=False, highlight=False)
 
 
 class BenchProgress:
-    """One progress bar over a benchmark's cells, with the cell being trained and the time remaining."""
+    """One progress bar over a benchmark's cells, with the cell being trained and the time remaining; in a
+    log (not a terminal), one plain line per finished cell."""
 
     def __init__(self):
         self.progress = Progress(
@@ -85,20 +123,31 @@ class BenchProgress:
             TextColumn("eta"), TimeRemainingColumn(), console=console,
         )
         self.task = None
+        self.live = console.is_terminal
+        self.done, self.total, self.cell, self.start = 0, 0, "", time.monotonic()
 
     def started(self, total: int, done: int) -> None:
-        self.progress.start()
-        self.task = self.progress.add_task("", total=total, completed=done, cell="")
+        self.done, self.total, self.start = done, total, time.monotonic()
+        if self.live:
+            self.progress.start()
+            self.task = self.progress.add_task("", total=total, completed=done, cell="")
 
     def cell_started(self, cell) -> None:
-        text = f"{cell.activation.label} {cell.model.label}/{cell.dataset} seed {cell.seed}"
-        self.progress.update(self.task, cell=text[:48])
+        self.cell = f"{cell.activation.label} {cell.model.label}/{cell.dataset} seed {cell.seed}"
+        if self.live:
+            self.progress.update(self.task, cell=self.cell[:48])
 
     def cell_finished(self, record: dict[str, Any]) -> None:
-        self.progress.update(self.task, advance=1)
+        self.done += 1
+        if self.live:
+            self.progress.update(self.task, advance=1)
+        else:
+            elapsed = datetime.timedelta(seconds=int(time.monotonic() - self.start))
+            console.print(f"cell {self.done}/{self.total} {self.cell} {elapsed}", markup=False, highlight=False)
 
     def close(self) -> None:
-        self.progress.stop()
+        if self.live:
+            self.progress.stop()
 
 
 def front_table(front: list[FrontEntry], title: str, names: tuple[str, str] = ("val_accuracy", "val_loss")) -> Table:
