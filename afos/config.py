@@ -77,10 +77,11 @@ class EvaluatorSettings:
     worker_cpus: float = 1.0
     worker_gpus: float = -1.0  # -1: one GPU per worker where the cluster has GPUs, else none
     group_size: int = 0  # candidates per Ray task; 0: the candidates of a generation split evenly over workers
+    compilation_cache: bool = True  # compiled programs kept on disk (afos.fitness.compile_cache); never a result
 
 
-# Evaluator settings that place the work without changing a result: a resume may change them.
-PLACEMENT = ("ray_address", "workers", "worker_cpus", "worker_gpus", "group_size")
+# Evaluator settings that place or speed up the work without changing a result: a resume may change them.
+PLACEMENT = ("ray_address", "workers", "worker_cpus", "worker_gpus", "group_size", "compilation_cache")
 
 
 DEFAULT_ANCHORS = ("relu", "leaky_relu", "gelu", "swish")

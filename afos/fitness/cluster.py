@@ -130,8 +130,8 @@ class FitnessWorker:
     driver holds the reference for the pool's lifetime.
     """
 
-    def __init__(self, backend: str, candidates: int | None):
-        self.backend, self.candidates = backend, candidates
+    def __init__(self, backend: str, candidates: int | None, compilation_cache: bool = True):
+        self.backend, self.candidates, self.compilation_cache = backend, candidates, compilation_cache
         self.evaluator = None
 
     def evaluate(self, problem: list, candidates: list[Candidate], seeds: list[int],
@@ -140,8 +140,9 @@ class FitnessWorker:
             import jax
             import ray
 
-            from afos.fitness import plan
+            from afos.fitness import compile_cache, plan
 
+            compile_cache.enable(self.compilation_cache)  # a restarted worker finds its compiled steps
             problem = ray.get(problem[0])
             backend = self.backend
             if backend == "auto":
@@ -168,7 +169,8 @@ class RayPool:
                 num_cpus=cpus, num_gpus=gpus, max_restarts=-1, max_task_retries=TASK_RETRIES,
                 runtime_env={"env_vars": env} if env else None)
             self.problem = ray.put(problem.without_test())  # once: every worker fetches this copy
-            self.workers = [actor.remote(settings.worker_backend, share(candidates, workers)) for _ in range(workers)]
+            self.workers = [actor.remote(settings.worker_backend, share(candidates, workers),
+                                         settings.compilation_cache) for _ in range(workers)]
         except BaseException:
             self.close()
             raise

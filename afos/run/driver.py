@@ -29,6 +29,7 @@ from afos import types
 from afos.config import Config
 from afos.errors import RunError
 from afos.expr import STANDARD_ACTIVATIONS, Candidate, analyse, parse
+from afos.fitness import compile_cache
 from afos.fitness import evaluator as evaluator_lib
 from afos.fitness.evaluator import Evaluator
 from afos.fitness.pools import Answer, Replay
@@ -288,6 +289,7 @@ def run(config: Config, run_dir: str | Path, reporter: SearchReporter | None = N
         describe: the screen of candidates (default: ``screen_of(config)``).
     """
     reporter, run_dir = reporter or SilentReporter(), Path(run_dir)
+    compile_cache.enable(config.evaluator.compilation_cache)  # before the screen's first compilation
     search = Search(config, describe or screen_of(config))
     search.seed_individuals()  # a warm-start function the space cannot build fails here, before any work
     Run.check_free(run_dir)
@@ -326,6 +328,7 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
         stored = config_lib.override(stored, evaluator=placement)
     if generations is not None:
         stored = config_lib.override(stored, search={"generations": generations})
+    compile_cache.enable(stored.evaluator.compilation_cache)
     if run_.format == 1:
         reporter.message(f"{run_.path} was started before gain normalisation existed: it goes on as it began, "
                          "training every function as it is (fitness.gain = none)")

@@ -21,6 +21,7 @@ from afos.config import FitnessSettings
 from afos.errors import BenchError
 from afos.expr import ir, parse
 from afos.expr.gain import unit_gain
+from afos.fitness import compile_cache
 from afos.fitness.data import DATA_SETTINGS, Dataset, Split
 from afos.fitness.own import ObjectiveFailedError
 from afos.fitness.problem import FitnessProblem
@@ -175,6 +176,7 @@ def run(spec: BenchSpec, out_dir: str | Path, reporter: BenchReporter | None = N
     out_dir = Path(out_dir)
     reporter = reporter or SilentReporter()
     out_dir.mkdir(parents=True, exist_ok=True)
+    compile_cache.enable()  # a benchmark run again compiles the same cells
     write_text_atomic(out_dir / SPEC, tomli_w.dumps(spec_to_dict(spec)))
     if not (out_dir / ENVIRONMENT).exists():
         write_text_atomic(out_dir / ENVIRONMENT, json.dumps(environment(), indent=2))

@@ -24,6 +24,7 @@ from scipy import stats as sps
 from afos.config import Config, search_seeds
 from afos.errors import AfosWarning, ConfigError, RunError
 from afos.expr import STANDARD_ACTIVATIONS
+from afos.fitness import compile_cache
 from afos.fitness.problem import FitnessProblem
 from afos.run.rundir import Run
 from afos.study import bench, runner, verdict
@@ -121,6 +122,7 @@ def validate(run_dir: str | Path | Run, top: int | None = None, seeds: int | Non
     writes ``validation.csv``; returns its rows."""
     run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
     run.check_sources(lambda text: warnings.warn(text, AfosWarning, stacklevel=2))
+    compile_cache.enable(run.config.evaluator.compilation_cache)
     spec = validation_spec(run, top, seeds, epochs, models)
     records = runner.run(spec, run.validation_dir, reporter)
     rows = summarise(spec, records)
