@@ -145,13 +145,14 @@ class Run:
     def _warn(self, problems: list[health.Problem]) -> None:
         cut = [p for p in problems if p.kind == health.TRUNCATED]
         if cut:
-            warnings.warn(f"{self.log}: ignoring a truncated last line ({len(cut[0].text)} characters)", stacklevel=3)
+            warnings.warn(f"{self.log}: ignoring a truncated last line ({len(cut[0].text)} characters)", AfosWarning,
+                          stacklevel=3)
         rest = [p for p in problems if p.kind != health.TRUNCATED]
         if rest:
             kinds = sorted({p.kind for p in rest})
             warnings.warn(f"{self.log}: ignoring {len(rest)} {'/'.join(kinds)} line{'s' if len(rest) > 1 else ''} "
                           f"({health.summary(rest)}); `afos check --repair {self.path}` moves them aside",
-                          stacklevel=3)
+                          AfosWarning, stacklevel=3)
 
     def append(self, line: Evaluation) -> Evaluation:
         """Appends ``line`` (durably) and returns it; if the log already holds a line for its identity (an
