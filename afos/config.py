@@ -10,6 +10,7 @@ imports JAX: every command reads its configuration without loading the training 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,7 +178,61 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
     return config
 
 
+# Upper bounds that a demanding user still finds generous. Past them a setting is a typo: afos would spend
+# minutes or hours building a population or a list of seeds (NSGA-II's sort is quadratic in the population)
+# before saying anything, or fail later (JAX's keys take 64-bit seeds, and a run adds offsets to its seed).
+LIMITS = {
+    "search.population": 10_000,
+    "search.generations": 100_000,
+    "search.novelty_tries": 1_000,
+    "search.seed": 2**62,
+    "fitness.seed": 2**62,
+    "fitness.epochs": 100_000,
+    "fitness.batch_size": 65_536,
+    "evaluator.workers": 10_000,
+    "evaluator.group_size": 100_000,
+    "protocol.fitness_seeds": 1_000,
+    "protocol.race_seeds": 1_000,
+    "protocol.halving": 1_000,
+    "protocol.validate_top": 1_000,
+    "protocol.validate_seeds": 1_000,
+    "protocol.validate_epochs": 100_000,
+}
+MAX_WIDTH = 65_536  # of a hidden layer of fitness.topology
+
+
+def check_limits(section: str, settings: Any, error: type[Exception] = ConfigError) -> None:
+    """An ``error`` naming the setting and its bound if a setting of ``section`` exceeds ``LIMITS``."""
+    for key, limit in LIMITS.items():
+        name, _, field_name = key.partition(".")
+        value = getattr(settings, field_name, None) if name == section else None
+        if value is not None and value > limit:
+            raise error(f"{key} must be at most {limit}, got {value}")
+
+
+def check_fitness(f: FitnessSettings, error: type[Exception] = ConfigError) -> None:
+    """The checks of the fitness settings, which a search's config and a benchmark's training share."""
+    checks = [
+        (f.epochs >= 1, "fitness.epochs must be at least 1"),
+        (f.batch_size >= 1, "fitness.batch_size must be at least 1"),
+        (0 < f.learning_rate < math.inf, "fitness.learning_rate must be positive"),
+        (0.0 < f.val_fraction < 1.0, f"fitness.val_fraction must be between 0 and 1, got {f.val_fraction}"),
+        (f.train_size >= 0, f"fitness.train_size must be at least 0 (0: the whole training split), got {f.train_size}"),
+        (f.val_size >= 0, f"fitness.val_size must be at least 0 (0: the whole validation split), got {f.val_size}"),
+        (f.gain in GAIN_MODES, f"fitness.gain must be one of {', '.join(GAIN_MODES)}, got {f.gain!r}"),
+        (f.direction in DIRECTIONS, f"fitness.direction must be max or min, got {f.direction!r}"),
+        (all(w >= 1 for w in f.topology), "fitness.topology must be positive layer widths"),
+        (all(w <= MAX_WIDTH for w in f.topology), f"fitness.topology: layer widths must be at most {MAX_WIDTH}, "
+                                                  f"got {list(f.topology)}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise error(message)
+    check_limits("fitness", f, error)
+
+
 def validate(config: Config) -> None:
+    """A ConfigError naming the first setting of ``config`` that afos cannot use (one line)."""
     s, f, p, e = config.search, config.fitness, config.protocol, config.evaluator
     local = ("auto", *BACKENDS)
     checks = [
@@ -192,20 +247,17 @@ def validate(config: Config) -> None:
         (s.population >= 2, "search.population must be at least 2"),
         (s.strategy in STRATEGIES, f"search.strategy must be one of {', '.join(STRATEGIES)}, got {s.strategy!r}"),
         (s.generations >= 0, "search.generations must be at least 0"),
+        (s.novelty_tries >= 0, "search.novelty_tries must be at least 0"),
         (0.0 <= s.crossover_prob <= 1.0, "search.crossover_prob must be in [0, 1]"),
         (0.0 <= s.mutation_prob <= 1.0, "search.mutation_prob must be in [0, 1]"),
-        (f.epochs >= 1, "fitness.epochs must be at least 1"),
-        (f.batch_size >= 1, "fitness.batch_size must be at least 1"),
-        (f.learning_rate > 0, "fitness.learning_rate must be positive"),
-        (f.gain in GAIN_MODES, f"fitness.gain must be one of {', '.join(GAIN_MODES)}, got {f.gain!r}"),
-        (f.direction in DIRECTIONS, f"fitness.direction must be max or min, got {f.direction!r}"),
-        (all(w >= 1 for w in f.topology), "fitness.topology must be positive layer widths"),
         (p.fitness_seeds >= 1, "protocol.fitness_seeds must be at least 1"),
         (p.race_seeds >= 0, "protocol.race_seeds must be at least 0"),
         (0.0 <= p.race_budget <= 10.0, "protocol.race_budget must be in [0, 10]"),
         (all(a < b for a, b in zip((f.epochs, *p.rungs), p.rungs, strict=False)),
          f"protocol.rungs must be increasing epochs, each longer than fitness.epochs ({f.epochs}), "
          f"got {list(p.rungs)}"),
+        (all(r <= LIMITS["fitness.epochs"] for r in p.rungs),
+         f"protocol.rungs must be at most {LIMITS['fitness.epochs']} epochs, got {list(p.rungs)}"),
         (p.halving >= 2, "protocol.halving must be at least 2"),
         (p.validate_top >= 1 and p.validate_seeds >= 1 and p.validate_epochs >= 1,
          "protocol.validate_top, validate_seeds and validate_epochs must be at least 1"),
@@ -213,6 +265,9 @@ def validate(config: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    check_fitness(f)
+    for name, settings in (("search", s), ("evaluator", e), ("protocol", p)):
+        check_limits(name, settings)
     for name in p.anchors:
         if name not in STANDARD_ACTIVATIONS:
             raise ConfigError(f"protocol.anchors: unknown activation {name!r} "
@@ -247,6 +302,10 @@ def load_stored(path: str | Path) -> tuple[Config, int]:
     """A run's ``config.toml`` and the run format it was written in: 1 for a run started before the settings
     of ``FORMAT_1`` existed (those keys keep the meaning they had), else 2."""
     data = _read(path)
+    fitness = data.get("fitness", {})
+    for key in ("train_size", "val_size"):  # before sizes were checked, a negative size meant the whole split
+        if isinstance(fitness.get(key), int) and fitness[key] < 0:
+            fitness[key] = 0
     missing = {section: {k: v for k, v in keys.items() if k not in data.get(section, {})}
                for section, keys in FORMAT_1.items()}
     if not any(missing.values()):
