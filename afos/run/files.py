@@ -7,9 +7,11 @@ with a warning instead of stopping the reader (``read_jsonl``). Nothing is ever 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,16 @@ from afos.errors import AfosWarning, RunError, read_text
 def write_text_atomic(path: Path, text: str) -> None:
     """Writes ``text`` to ``path`` so that a crash leaves either the old or the new file, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with _naming(path):
+        try:
+            with open(tmp, "w") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            tmp.unlink(missing_ok=True)  # half a file on a full disk: the old one stays as it was
+            raise
+        os.replace(tmp, path)
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -46,10 +53,21 @@ def read_json_or_none(path: Path) -> Any:
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     """Appends one JSON line and makes it durable before returning."""
     line = json_text(record) + "\n"
-    with open(path, "a") as f:
+    with _naming(path), open(path, "a") as f:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError raised while writing ``path`` names it (a full disk's ENOSPC names no file of its own)."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror or str(err), str(path)) from None
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
