@@ -34,11 +34,24 @@ def test_search_then_show(tmp_path, capsys):
         (["search", "--seed", "-1"], "search.seed and fitness.seed must be at least 0"),
         (["search", "--space", "afos", "--init-exprs", "tanh(x)"],
          "'tanh(x)' cannot be built from the primitives of search space 'afos'"),
+        (["search", "--population", "1000000000"], "search.population must be at most 10000, got 1000000000"),
+        (["search", "--epochs", "10000000"], "fitness.epochs must be at most 100000"),
+        (["search", "--train-size", "-5"], "fitness.train_size must be at least 0 (0: the whole training split)"),
+        (["search", "--train-size", "100000"], "fitness.train_size 100000 is more than digits holds: 1151 training"),
+        (["search", "--val-size", "1000"], "fitness.val_size 1000 is more than digits holds"),
+        (["search", "--model", "bogus"], "unknown model 'bogus'"),
+        (["search", "--init-exprs", "1/(x-x)"],
+         "init expression '1/(x-x)' simplifies to zoo (complex infinity), which is not a function of x"),
+        (["search", "--init-exprs", "x-x"], "init expression 'x-x' simplifies to 0"),
+        (["benchmark", "--quick", "--train-size", "-5"], "fitness.train_size must be at least 0"),
+        (["benchmark", "--quick", "--train-size", "100000"], "fitness.train_size 100000 is more than digits"),
+        (["benchmark", "--quick", "--seeds", "100000000"], "seeds must be at most 1000"),
     ],
 )
 def test_bad_input_gives_a_one_line_error(tmp_path, capsys, args, fragment):
     args = [a if a != "missing.toml" else str(tmp_path / a) for a in args]
-    args = [*args, "--run-dir", str(tmp_path / "r")] if args[0] == "search" else args
+    where = {"search": "--run-dir", "benchmark": "--out"}
+    args = [*args, where[args[0]], str(tmp_path / "r")] if args[0] in where else args
     assert main(args) == 2
     err = capsys.readouterr().err
     assert fragment in err

@@ -14,6 +14,10 @@ never calls it. Validation is carved from the training data with the run's seed,
 Decoded arrays (uint8) are cached on disk as ``.npz`` under ``$AFOS_CACHE_DIR`` (default
 ``~/.cache/afos``), keyed by the dataset name, the image size and the path, size and modification
 time of every source file, so a second load skips parsing and decoding.
+
+The sizes of the splits are known before loading for afos's own datasets (``split_sizes``), so that a subset
+larger than its split is refused before any work (``subset_sizes``). This module is longer than 400 lines:
+the loaders, their cache and the sizes of what they load are one concept, the datasets.
 """
 
 from __future__ import annotations
@@ -295,6 +299,57 @@ def _load_tfds(name: str, data_dir: str = "", image_size: int = 0) -> Raw:
 DATASETS: dict[str, Callable[..., Raw]] = {"digits": _load_digits, "fashion_mnist": _load_fashion_mnist}
 # "prefix:NAME" -> loader(NAME, data_dir, image_size)
 PREFIXES: dict[str, Callable[..., Raw]] = {"tfds": _load_tfds}
+
+
+# Images per class of afos's own datasets, and whether a test split is carved from them (digits has none),
+# so that their split sizes are known before anything is loaded (tests/test_data.py checks them).
+CLASS_COUNTS: dict[str, tuple[tuple[int, ...], bool]] = {
+    "digits": ((178, 182, 177, 183, 181, 182, 181, 179, 174, 180), True),
+    "fashion_mnist": ((6000,) * 10, False),
+}
+
+
+class Sizes(NamedTuple):
+    """The examples of a dataset's training and validation splits (``load`` with no subset)."""
+
+    train: int
+    val: int
+
+
+def split_sizes(name: str, val_fraction: float = 0.2, data_dir: str = "", image_size: int = 0,
+                count: bool = True) -> Sizes | None:
+    """The sizes of ``name``'s training and validation splits: afos's own datasets' without loading them,
+    another's by loading it (``count``; else None).
+
+    The rounding is ``_stratified_split``'s, per class."""
+    if name in CLASS_COUNTS:
+        counts, carved = CLASS_COUNTS[name]
+        counts = tuple(c - int(round(0.2 * c)) for c in counts) if carved else counts
+        val = sum(int(round(val_fraction * c)) for c in counts)
+        return Sizes(sum(counts) - val, val)
+    if not count:
+        return None
+    raw = _raw(name, data_dir, image_size)
+    if isinstance(raw, Dataset):
+        return Sizes(len(raw.train), len(raw.val))
+    val = sum(int(round(val_fraction * c)) for c in np.unique(raw.y_train, return_counts=True)[1])
+    return Sizes(len(raw.y_train) - val, val)
+
+
+def subset_sizes(name: str, sizes: Sizes, train_size: int, val_size: int) -> Sizes:
+    """The examples a training on ``train_size`` and ``val_size`` of splits of ``sizes`` sees (0: all); a
+    training subset shrinks the validation split in proportion unless ``val_size`` is given.
+
+    Raises:
+        DataError: a subset larger than its split.
+    """
+    for key, size, held in (("train_size", train_size, sizes.train), ("val_size", val_size, sizes.val)):
+        if size > held:
+            raise DataError(f"fitness.{key} {size} is more than {name} holds: {sizes.train} training and "
+                            f"{sizes.val} validation examples (fitness.val_fraction splits them)")
+    train = train_size or sizes.train
+    val = val_size or max(1, round(sizes.val * train / sizes.train))
+    return Sizes(train, val)
 
 
 def _raw(name: str, data_dir: str, image_size: int) -> Raw | Dataset:

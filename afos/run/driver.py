@@ -37,6 +37,7 @@ from afos.ga import genome, halving, racing
 from afos.ga.front import FrontEntry
 from afos.ga.memo import Known, Memo
 from afos.ga.strategy import Search, SearchState
+from afos.run import start
 from afos.run.lock import stop_on_sigint
 from afos.run.records import ANCHOR_GENERATION, Evaluation
 from afos.run.rundir import Run
@@ -290,6 +291,7 @@ def run(config: Config, run_dir: str | Path, reporter: SearchReporter | None = N
     """
     reporter, run_dir = reporter or SilentReporter(), Path(run_dir)
     compile_cache.enable(config.evaluator.compilation_cache)  # before the screen's first compilation
+    config = start.prepare(config, reporter.message, describe)  # every input checked before any work
     search = Search(config, describe or screen_of(config))
     search.seed_individuals()  # a warm-start function the space cannot build fails here, before any work
     Run.check_free(run_dir)

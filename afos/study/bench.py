@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from afos import plugins
-from afos.config import FitnessSettings, describe_type, parse_section
+from afos.config import LIMITS, FitnessSettings, check_fitness, describe_type, parse_section
 from afos.errors import AfosError, BenchError, ModelError, read_text
 from afos.expr import STANDARD_ACTIVATIONS, parse, to_text
-from afos.expr.gain import GAIN_MODES, unit_gain
+from afos.expr.gain import unit_gain
 from afos.expr.ir import lower
+from afos.fitness import data
 from afos.run.rundir import CONFIG, Run
 
 SPEC = "bench.toml"
@@ -273,6 +274,8 @@ def make_spec(values: dict[str, Any]) -> BenchSpec:
     lists = {k: _as_list(values[k]) for k in ("activations", "models", "datasets") if k in values}
     v = parse_section(BenchSettings, {k: x for k, x in (values | lists).items() if k not in TRAINING}, "benchmark",
                       BenchError)
+    if v.seeds > LIMITS["protocol.validate_seeds"]:  # before a tuple of them is built
+        raise BenchError(f"seeds must be at most {LIMITS['protocol.validate_seeds']}, got {v.seeds}")
     given = {k: x for k, x in values.items() if k in TRAINING}
     training = parse_section(FitnessSettings, given, "benchmark", BenchError)
     activations = parse_activations(v.activations)
@@ -290,10 +293,10 @@ def make_spec(values: dict[str, Any]) -> BenchSpec:
 
 
 def _validate(spec: BenchSpec) -> None:
+    check_fitness(spec.training, BenchError)  # the training settings are checked as a search's are
     checks = [
         (spec.models and spec.datasets and spec.seeds, "a benchmark needs at least one model, dataset and seed"),
-        (spec.epochs >= 1, "epochs must be at least 1"),
-        (spec.training.batch_size >= 1, "batch_size must be at least 1"),
+        (spec.test_size >= 0, f"test_size must be at least 0 (0: the whole test split), got {spec.test_size}"),
         (spec.metric in METRICS, f"unknown metric {spec.metric!r} (available: {', '.join(METRICS)})"),
         (spec.baseline in spec.labels, f"baseline {spec.baseline!r} is not among the activations "
                                        f"({', '.join(spec.labels)})"),
@@ -302,11 +305,15 @@ def _validate(spec: BenchSpec) -> None:
         (all(1 <= e <= spec.epochs for e in spec.case_epochs), f"case_epochs must lie in 1..{spec.epochs}"),
         (len(set(spec.seeds)) == len(spec.seeds), "seeds must differ"),
         (len({m.label for m in spec.models}) == len(spec.models), "model labels must differ"),
-        (spec.training.gain in GAIN_MODES, f"gain must be one of {', '.join(GAIN_MODES)}, got {spec.training.gain!r}"),
     ]
     for ok, message in checks:
         if not ok:
             raise BenchError(message)
+    t = spec.training
+    for name in spec.datasets:  # afos's own datasets' sizes are known before loading them
+        sizes = data.split_sizes(name, t.val_fraction, count=False)
+        if sizes is not None:
+            data.subset_sizes(name, sizes, t.train_size, t.val_size)
     if spec.training.gain == "unit":
         for act in spec.activations:
             reason = unit_gain(lower(parse(act.expression)))[1]
