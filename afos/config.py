@@ -14,6 +14,7 @@ import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import tomli_w
@@ -167,14 +168,15 @@ def describe_type(default: Any) -> str:
         type(default), f"a {type(default).__name__}")
 
 
-def from_dict(data: dict[str, Any], source: str = "config") -> Config:
+def from_dict(data: dict[str, Any], source: str = "config", limits: bool = True) -> Config:
+    """The config ``data`` describes (``limits``: also check ``LIMITS``, which a stored run's never faces)."""
     for key in data:
         if key not in (*SECTIONS, "space"):
             raise ConfigError(f"{source}: unknown section [{key}] (allowed: {', '.join(SECTIONS)}, space)")
     parts = {name: parse_section(cls, data.get(name, {}), f"{source} [{name}]") for name, cls in SECTIONS.items()}
     space = space_lib.from_dict(data["space"], f"{source} [space]") if "space" in data else None
     config = Config(**parts, space=space)
-    validate(config)
+    validate(config, limits)
     return config
 
 
@@ -210,7 +212,7 @@ def check_limits(section: str, settings: Any, error: type[Exception] = ConfigErr
             raise error(f"{key} must be at most {limit}, got {value}")
 
 
-def check_fitness(f: FitnessSettings, error: type[Exception] = ConfigError) -> None:
+def check_fitness(f: FitnessSettings, error: type[Exception] = ConfigError, limits: bool = True) -> None:
     """The checks of the fitness settings, which a search's config and a benchmark's training share."""
     checks = [
         (f.epochs >= 1, "fitness.epochs must be at least 1"),
@@ -228,11 +230,13 @@ def check_fitness(f: FitnessSettings, error: type[Exception] = ConfigError) -> N
     for ok, message in checks:
         if not ok:
             raise error(message)
-    check_limits("fitness", f, error)
+    if limits:
+        check_limits("fitness", f, error)
 
 
-def validate(config: Config) -> None:
-    """A ConfigError naming the first setting of ``config`` that afos cannot use (one line)."""
+def validate(config: Config, limits: bool = True) -> None:
+    """A ConfigError naming the first setting of ``config`` that afos cannot use (one line). ``limits``: also
+    the bounds of ``LIMITS``, which new input must keep; a run stored before they existed opens as it is."""
     s, f, p, e = config.search, config.fitness, config.protocol, config.evaluator
     local = ("auto", *BACKENDS)
     checks = [
@@ -265,8 +269,8 @@ def validate(config: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-    check_fitness(f)
-    for name, settings in (("search", s), ("evaluator", e), ("protocol", p)):
+    check_fitness(f, limits=limits)
+    for name, settings in (("search", s), ("evaluator", e), ("protocol", p)) if limits else ():
         check_limits(name, settings)
     for name in p.anchors:
         if name not in STANDARD_ACTIVATIONS:
@@ -309,9 +313,9 @@ def load_stored(path: str | Path) -> tuple[Config, int]:
     missing = {section: {k: v for k, v in keys.items() if k not in data.get(section, {})}
                for section, keys in FORMAT_1.items()}
     if not any(missing.values()):
-        return from_dict(data, str(path)), 2
+        return from_dict(data, str(path), limits=False), 2
     filled = {**data, **{section: {**data.get(section, {}), **keys} for section, keys in missing.items()}}
-    return from_dict(filled, str(path)), 1
+    return from_dict(filled, str(path), limits=False), 1
 
 
 def override(config: Config, **sections: dict[str, Any]) -> Config:
@@ -325,7 +329,9 @@ def override(config: Config, **sections: dict[str, Any]) -> Config:
         parts[name] = merged
     space_changed = sections.get("search", {}).get("space") not in (None, config.search.space)
     new = Config(**parts, space=None if space_changed else config.space)
-    validate(new)
+    validate(new, limits=False)  # what was there before keeps its meaning (a stored run's); what changes is new
+    for name, changes in sections.items():
+        check_limits(name, SimpleNamespace(**{k: v for k, v in changes.items() if v is not None}))
     return new
 
 

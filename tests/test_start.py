@@ -6,6 +6,7 @@ import os
 import pytest
 
 from afos import config as config_lib
+from afos.errors import ConfigError
 from afos.fitness import data
 from afos.run import files, start
 from afos.run.rundir import Run
@@ -54,6 +55,19 @@ def test_a_stored_run_keeps_what_its_sizes_meant(tmp_path):
     (tmp_path / "config.toml").write_text(text)
     stored = Run.open(tmp_path).config.fitness
     assert (stored.train_size, stored.val_size) == (0, 0)
+
+
+def test_the_bounds_hold_for_new_input_never_for_a_stored_run(tmp_path):
+    """A run stored before the bounds existed opens and resumes as it is; new input past them is refused."""
+    text = config_lib.dumps(config_lib.Config().resolved()).replace("population = 16", "population = 20000")
+    (tmp_path / "config.toml").write_text(text)
+    stored = Run.open(tmp_path).config
+    assert stored.search.population == 20000
+    assert config_lib.override(stored, search={"generations": 9}).search.population == 20000
+    with pytest.raises(ConfigError, match="search.population must be at most 10000, got 20000"):
+        start.prepare(stored, [].append)
+    with pytest.raises(ConfigError, match="search.generations must be at most 100000, got 1000000"):
+        config_lib.override(stored, search={"generations": 10**6})
 
 
 @pytest.mark.parametrize("fraction", [0.2, 0.35])

@@ -35,6 +35,7 @@ def prepare(config: Config, message: Callable[[str], None], describe: Describe |
         ModelError, ExpressionError, DataError, ConfigError: the first input afos cannot use, in one line.
     """
     config = config.resolved()
+    config_lib.validate(config)  # with the bounds of LIMITS, which a stored run never faces
     _check_model(config)
     config = _warm_start(config, message, describe)
     return _sized(config)
