@@ -11,13 +11,23 @@ Reference config of issue 6 (run on the GPU, beside the yardstick, in the same d
   python benchmarks/fitness_throughput.py --dataset fashion_mnist --population 32 --batch-size 128
 CPU variant:
   python benchmarks/fitness_throughput.py --dataset digits --population 16
+
+Side by side (issue 14): ``--designs`` times every design of ``gpu_paths.designs`` (and ``floor``, and
+``cache``: sequential twice in fresh processes over one persistent compilation cache) on the same
+candidates and seeds, each in its own process under a time cap (a design that fails or hangs costs its
+cap, not the run), then prints one table with each design's agreement with sequential and writes ``--out``:
+  python benchmarks/fitness_throughput.py --dataset fashion_mnist --batch-size 128 --population 32 \
+      --designs floor,sequential,batched,pallas,unrolled,pipelined,batched@highest,batched@bfloat16,cache \
+      --scaling floor,batched,pallas --scaling-populations 8,128 --budget 420 --out results.json
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -91,7 +101,7 @@ def agreement(exact: dict, fast: dict) -> dict[str, float]:
             "median_abs_acc_diff": float(np.median(diffs)) if len(diffs) else 0.0}
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="digits")
     p.add_argument("--data-dir", default="")
@@ -104,10 +114,64 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--methods", default="sequential,batched,floor")
     p.add_argument("--mode", default=None, help="batched mode: loop or vmap (default: by platform)")
     p.add_argument("--sequential-generations", type=int, default=2, help="generations timed for sequential")
-    args = p.parse_args(argv)
-    settings = FitnessSettings(dataset=args.dataset, model=args.model, epochs=args.epochs,
-                               batch_size=args.batch_size, train_size=args.train_size, val_size=args.val_size,
-                               data_dir=args.data_dir)
+    p.add_argument("--designs", default="", help="side by side: designs to time, each in its own process")
+    p.add_argument("--scaling", default="", help="designs timed again at --scaling-populations")
+    p.add_argument("--scaling-populations", default="8,128")
+    p.add_argument("--cache-population", type=int, default=8, help="candidates of the cache design")
+    p.add_argument("--budget", type=float, default=480.0, help="seconds for every design together")
+    p.add_argument("--design-timeout", type=float, default=240.0, help="cap on one design's process")
+    p.add_argument("--out", default="", help="JSON results (side by side: rewritten after every design)")
+    p.add_argument("--only", default="", help=argparse.SUPPRESS)  # a child process: one design
+    return p.parse_args(argv)
+
+
+def settings_of(args: argparse.Namespace) -> FitnessSettings:
+    return FitnessSettings(dataset=args.dataset, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                           train_size=args.train_size, val_size=args.val_size, data_dir=args.data_dir)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    if args.only:
+        return run_design(args)
+    if args.designs:
+        from gpu_paths.sidebyside import side_by_side
+
+        return side_by_side(args, Path(__file__).resolve())
+    return compare(args)
+
+
+def run_design(args: argparse.Namespace) -> dict:
+    """One design on generations 1 and 2 (sequential: ``--sequential-generations``), written to ``--out``."""
+    from gpu_paths.designs import DESIGNS, split_name
+
+    name, precision = split_name(args.only)
+    problem = FitnessProblem(settings_of(args))
+    mode = args.mode or default_mode()
+    seed = problem.settings.seed
+    out = {"design": args.only, "population": args.population, "mode": mode, "platform": jax.default_backend(),
+           "train": len(problem.dataset.train), "seconds": [], "accuracy": None, "status": None}
+    with jax.default_matmul_precision(precision) if precision else contextlib.nullcontext():
+        if name == "floor":
+            out["seconds"] = [floor(problem, args.population, mode) for _ in range(2)]
+        else:
+            ev = DESIGNS[name](problem, mode)
+            generations = args.sequential_generations if name == "sequential" else 2
+            for k, seed_k in enumerate((1, 2)[:generations]):
+                t, rows = timed(ev, candidates(args.population, seed_k), f"{args.only} generation {k + 1}", seed)
+                out["seconds"].append(t)
+                if k == 0:
+                    out["accuracy"] = [rows[i].val_accuracy for i in sorted(rows)]
+                    out["status"] = [rows[i].status for i in sorted(rows)]
+            if hasattr(ev, "trainer"):
+                out["step_traces"] = ev.trainer(seed).traces
+    if args.out:
+        Path(args.out).write_text(json.dumps(out))
+    return out
+
+
+def compare(args: argparse.Namespace) -> dict:
+    settings = settings_of(args)
     problem = FitnessProblem(settings)
     dataset = problem.dataset
     mode = args.mode or default_mode()
