@@ -37,6 +37,12 @@ class SearchSettings:
     novelty_tries: int = 10  # variation retries to produce a function not seen before
     init_exprs: list[str] = field(default_factory=list)  # warm start: functions that open generation 0
     strategy: str = "ga"  # "ga": NSGA-II selection and variation; "random": fresh random trees every generation
+    # A surrogate pre-screen (afos.ga.surrogate): "none" (every novel child is trained, as before it existed),
+    # or a regressor that ranks oversample x population children so that only population of them are trained,
+    # explore of those places drawn at random from the rest.
+    surrogate: str = "none"
+    oversample: int = 4
+    explore: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class FitnessSettings:
 
 DIRECTIONS = ("", "max", "min")  # of a user's objective: a score to maximise, or a loss to minimise
 STRATEGIES = ("ga", "random")  # afos.ga.strategy: how generations after the first are proposed
+SURROGATES = ("none", "knn", "gp", "forest")  # afos.ga.surrogate: the regressor of the pre-screen
 BACKENDS = ("sequential", "batched")  # afos.fitness.evaluator: how one place trains candidates
 POOLS = ("sharded", "ray")  # afos.fitness.pools, .cluster: the work of a backend spread over devices or machines
 
@@ -187,6 +194,7 @@ LIMITS = {
     "search.population": 10_000,
     "search.generations": 100_000,
     "search.novelty_tries": 1_000,
+    "search.oversample": 100,
     "search.seed": 2**62,
     "fitness.seed": 2**62,
     "fitness.epochs": 100_000,
@@ -251,6 +259,9 @@ def validate(config: Config, limits: bool = True) -> None:
         (s.population >= 2, "search.population must be at least 2"),
         (s.strategy in STRATEGIES, f"search.strategy must be one of {', '.join(STRATEGIES)}, got {s.strategy!r}"),
         (s.generations >= 0, "search.generations must be at least 0"),
+        (s.surrogate in SURROGATES, f"search.surrogate must be one of {', '.join(SURROGATES)}, got {s.surrogate!r}"),
+        (s.oversample >= 1, f"search.oversample must be at least 1, got {s.oversample}"),
+        (0.0 <= s.explore <= 1.0, f"search.explore must be in [0, 1], got {s.explore}"),
         (s.novelty_tries >= 0, "search.novelty_tries must be at least 0"),
         (0.0 <= s.crossover_prob <= 1.0, "search.crossover_prob must be in [0, 1]"),
         (0.0 <= s.mutation_prob <= 1.0, "search.mutation_prob must be in [0, 1]"),

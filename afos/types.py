@@ -29,7 +29,9 @@ FAILED = "failed"  # compile error, NaN/inf loss or divergence during training
 ANCHOR = "anchor"
 RESCORED = "rescored"
 PROMOTED = "promoted"
-STATUSES = (OK, CACHED, REJECTED, FAILED, ANCHOR, RESCORED, PROMOTED)
+# A novel child the surrogate pre-screen left untrained (its line records the prediction, no fitness).
+SCREENED = "screened"
+STATUSES = (OK, CACHED, REJECTED, FAILED, ANCHOR, RESCORED, PROMOTED, SCREENED)
 # The lines that score a function again (not an individual of the population).
 RESCORINGS = (RESCORED, PROMOTED)
 

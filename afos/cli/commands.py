@@ -52,7 +52,8 @@ def config_from_args(args: argparse.Namespace, base: config_lib.Config) -> confi
     return config_lib.override(
         base,
         search={"space": args.space, "population": args.population, "generations": args.generations,
-                "seed": args.seed, "init_exprs": _init_exprs(args), "strategy": args.strategy},
+                "seed": args.seed, "init_exprs": _init_exprs(args), "strategy": args.strategy,
+                "surrogate": args.surrogate, "oversample": args.oversample, "explore": args.explore},
         fitness={"dataset": args.dataset, "model": args.model, "objective": args.objective,
                  "direction": args.direction, "epochs": args.epochs, "gain": args.gain,
                  "batch_size": args.batch_size, "seed": args.seed, "train_size": args.train_size,

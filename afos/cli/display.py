@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 import time
 from collections import Counter
 from typing import Any
@@ -22,6 +23,7 @@ from afos import types
 from afos.config import metric_names
 from afos.expr import parse
 from afos.expr.names import known_as, label
+from afos.ga import surrogate
 from afos.ga.front import FrontEntry, ranked
 from afos.run.records import Evaluation, format_validation_row
 from afos.run.rundir import Run
@@ -61,6 +63,8 @@ class RichReporter:
     def _fields(self, cut: int | None = 60) -> dict[str, str]:
         c = self.counts
         counts = f"trained {c[types.OK]} cached {c[types.CACHED]} rejected {c[types.REJECTED]} failed {c[types.FAILED]}"
+        if c[types.SCREENED]:
+            counts += f" screened {c[types.SCREENED]}"
         best = "-" if self.best is None else f"{self.best.val_accuracy:.4f} {self.best.expr}"
         return {"counts": counts, "best": best[:cut]}
 
@@ -77,6 +81,8 @@ class RichReporter:
 
     def evaluated(self, line: Evaluation) -> None:
         self.counts[line.status] += 1
+        if line.status == types.SCREENED:  # not one of the generation's individuals: counted, not advanced
+            return
         if line.scored and (self.best is None or line.val_accuracy > self.best.val_accuracy):
             self.best = line
         if not self.live:
@@ -186,6 +192,20 @@ def anchors_table(anchors: list[Evaluation], title: str,
     return table
 
 
+def surrogate_table(records: list[Evaluation]) -> Table | None:
+    """Per generation, how well the surrogate pre-screen ranked what training then measured (None: the run
+    has no predictions)."""
+    per_generation = surrogate.rank_correlation(records)
+    if not per_generation:
+        return None
+    table = Table(title="Surrogate pre-screen: predictions against training")
+    for name in ("generation", "trained", "screened", "Spearman rho"):
+        table.add_column(name, justify="right")
+    for g, (rho, trained, screened) in per_generation.items():
+        table.add_row(str(g), str(trained), str(screened), "-" if math.isnan(rho) else f"{rho:+.2f}")
+    return table
+
+
 def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation], metric: str = "validation accuracy") -> str:
     """One line: does the front's best beat the best anchor on validation accuracy (not yet a test result)?
 
@@ -235,6 +255,9 @@ def print_run(run: Run) -> None:
     anchors = run.anchors()
     if anchors:
         out.print(anchors_table(anchors, "Anchors (same fitness protocol)", names))
+    predictions = surrogate_table(run.records())
+    if predictions is not None:
+        out.print(predictions)
     if rows:
         out.print(validation_table(judge(rows), f"Validated on the test split (seeds {seeds}, {epochs} epochs)"))
     elif anchors:

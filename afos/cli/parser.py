@@ -97,6 +97,14 @@ def _search_options(p: argparse.ArgumentParser) -> None:
                  "instance)")
     p.add_argument("--strategy", choices=("ga", "random"), help="ga (default): NSGA-II selection and variation; "
                    "random: fresh random functions every generation, the baseline a search must beat")
+    p.add_argument("--surrogate", choices=("none", "knn", "gp", "forest"),
+                   help="surrogate pre-screen: rank --oversample x population children by a regressor of their "
+                   "outputs and derivatives, fitted on the run's scores, and train only population of them "
+                   "(default: none, every novel child is trained; docs/SEARCH.md)")
+    p.add_argument("--oversample", type=int, metavar="K", help="children proposed per place with --surrogate "
+                   "(default: 4)")
+    p.add_argument("--explore", type=float, metavar="F", help="with --surrogate, the share of places drawn at "
+                   "random from the children it ranks lower (default: 0.25)")
     p.add_argument("--init-exprs", nargs="+", metavar="EXPR",
                    help='warm start: functions that open the first population, e.g. "x*sigmoid(x)" "max(x, 0)"')
     p.add_argument("--init-from", nargs="+", metavar="RUN_DIR", help="warm start from the front of earlier runs")

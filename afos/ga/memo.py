@@ -90,7 +90,7 @@ def replay(memo: Memo, lines: Iterable[Line]) -> None:
             rescore(memo, line.fingerprint, line.fitness)
         elif line.status == types.PROMOTED:
             promote(memo, line.fingerprint, line.fitness, line.epochs)
-        elif line.status not in (types.REJECTED, types.ANCHOR):
+        elif line.status not in (types.REJECTED, types.ANCHOR, types.SCREENED):
             learn(memo, line.fingerprint, line.complexity, line.tree, line.expr, line.fitness, line.generation,
                   line.gain, line.epochs)
 

@@ -24,7 +24,7 @@ from deap import tools
 from afos import types
 from afos.config import Config
 from afos.expr import Candidate, analyse, parse
-from afos.ga import genome, halving, memo
+from afos.ga import genome, halving, memo, surrogate
 from afos.ga.front import FrontEntry
 from afos.ga.memo import Known, Memo
 from afos.types import Fitness
@@ -40,6 +40,20 @@ def using_rng(rng: random.Random) -> Iterator[None]:
     finally:
         rng.setstate(random.getstate())
         random.setstate(saved)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One generation's individuals to train (with the surrogate's prediction of each, None where there is
+    none) and the children a surrogate pre-screen left untrained (``screened``, with their predictions)."""
+
+    offspring: list[genome.Individual]
+    predicted: list[float | None] = field(default_factory=list)
+    screened: list[genome.Individual] = field(default_factory=list)
+    screened_predicted: list[float] = field(default_factory=list)
+
+    def prediction(self, i: int) -> float | None:
+        return self.predicted[i] if i < len(self.predicted) else None
 
 
 @dataclass
@@ -58,13 +72,16 @@ class Search:
         describe: sympy expression -> ``Candidate`` (key, fingerprint, screen); ``afos.expr.analyse``.
     """
 
-    def __init__(self, config: Config, describe: Callable[[sympy.Expr], Candidate] = analyse):
+    def __init__(self, config: Config, describe: Callable[[sympy.Expr], Candidate] = analyse,
+                 prior: Sequence[surrogate.Example] = ()):
         self.config = config.resolved()
         self.space = self.config.space
         self.pset = genome.make_pset(self.space)
         self.describe = describe
         self._generate, self._mutate, self._crossover = genome.OPERATORS[self.space.representation]
         self._candidates: dict[str, Candidate] = {}
+        self.prior = list(prior)  # what a surrogate learns besides the run's own scores
+        self._features: dict = {}  # the surrogate's features, by function (computed once per process)
 
     def candidate(self, ind: genome.Individual) -> Candidate:
         """What is known of an individual's function before training (cached per tree)."""
@@ -85,19 +102,49 @@ class Search:
         """Proposes ``population`` new individuals for ``state.generation``, preferring novel functions.
 
         With ``search.strategy = "random"`` every generation is drawn like the first (the baseline a genetic
-        search must beat at equal budget: ``benchmarks/search_quality.py``)."""
-        n, tries = self.config.search.population, self.config.search.novelty_tries
-        batch: set[str] = set()
-        out = []
-        if not state.population:  # generation 0 opens with the warm-start functions
-            for ind in self.seed_individuals()[:n]:
-                batch.add(self.candidate(ind).fingerprint)
-                out.append(ind)
+        search must beat at equal budget: ``benchmarks/search_quality.py``). With a surrogate
+        (``search.surrogate``) they are the ones ``propose`` chose to train."""
+        return self.propose(state).offspring
+
+    def propose(self, state: SearchState) -> Proposal:
+        """The individuals to train in ``state.generation`` and, with a surrogate pre-screen, the children it
+        left untrained, each with its prediction.
+
+        With ``search.surrogate`` set and enough scored functions to learn from (``surrogate.MIN_FIT``, the
+        memo and ``prior``), ``oversample x population`` children are drawn and ranked by the surrogate;
+        ``surrogate.choose`` keeps ``population`` of them (warm-start functions always). Otherwise the
+        ``population`` children of the plain strategy."""
+        s = self.config.search
+        model = self.surrogate(state)
+        n = s.population
+        seeds = self.seed_individuals()[:n] if not state.population else []
+        pool = self._draw(state, n * (s.oversample if model.ready else 1), seeds)
+        if not model.ready:
+            return Proposal(pool)
+        drawn, batch = pool[len(seeds):], {self.candidate(ind).fingerprint for ind in seeds}
+        novel = []  # a function new to the run and to this pool (a repeat is ranked last, as if known)
+        for ind in drawn:
+            novel.append(self._is_novel(ind, state.known, batch))
+            batch.add(self.candidate(ind).fingerprint)
+        items = [(c.expr, c.gain, c.text) for c in (self.candidate(ind) for ind, new in zip(drawn, novel) if new)]
+        values = iter(model.predict(items))
+        predicted = [next(values) if new else None for new in novel]
+        chosen = set(surrogate.choose(predicted, n - len(seeds), s.explore, state.rng))
+        kept = [i for i in range(len(drawn)) if i in chosen]
+        left = [i for i in range(len(drawn)) if i not in chosen and predicted[i] is not None]
+        return Proposal(seeds + [drawn[i] for i in kept], [None] * len(seeds) + [predicted[i] for i in kept],
+                        [drawn[i] for i in left], [predicted[i] for i in left])
+
+    def _draw(self, state: SearchState, size: int, seeds: list[genome.Individual]) -> list[genome.Individual]:
+        """``seeds`` then children up to ``size`` in all, each novel where ``novelty_tries`` allow."""
+        tries = self.config.search.novelty_tries
+        batch = {self.candidate(ind).fingerprint for ind in seeds}
+        out = list(seeds)
         with using_rng(state.rng):
             vary = bool(state.population) and self.config.search.strategy == "ga"
             if vary:
                 ranked = _rank(state.population)
-            for _ in range(n - len(out)):
+            for _ in range(size - len(out)):
                 for _ in range(max(1, tries)):
                     child = self._vary(ranked) if vary else self._generate(self.space, self.pset)
                     if self._is_novel(child, state.known, batch):
@@ -105,6 +152,15 @@ class Search:
                 batch.add(self.candidate(child).fingerprint)
                 out.append(child)
         return out
+
+    def surrogate(self, state: SearchState) -> surrogate.Surrogate:
+        """The surrogate of ``search.surrogate`` fitted on what the run has scored (``state.known``) and on
+        ``prior`` (a fitness memory's functions of the same protocol); not ``ready`` with too few."""
+        examples = [surrogate.Example(k.expr, k.gain, surrogate.target(k.fitness, k.climbed))
+                    for k in state.known.values()]
+        seen = {k.expr for k in state.known.values()}
+        examples += [e for e in self.prior if e.expr not in seen]
+        return surrogate.Surrogate(self.config.search.surrogate, examples, self._features)
 
     def _vary(self, ranked) -> genome.Individual:
         s = self.config.search

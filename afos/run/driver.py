@@ -33,7 +33,7 @@ from afos.fitness import compile_cache
 from afos.fitness import evaluator as evaluator_lib
 from afos.fitness.evaluator import Evaluator
 from afos.fitness.pools import Answer, Replay
-from afos.ga import genome, halving, racing
+from afos.ga import genome, halving, racing, surrogate
 from afos.ga.front import FrontEntry
 from afos.ga.memo import Known, Memo
 from afos.ga.strategy import Search, SearchState
@@ -129,11 +129,15 @@ class _Loop:
                 length = "" if epochs is None else f", {epochs} epochs"
                 self.emit(line, lambda r, acc=acc, length=length: self.reporter.message(
                     f"anchor {r.tree} ({r.expr}): {metric} {acc} on {len(self.seeds)} seed(s){length}"))
+        # what a surrogate learns before the run has scored anything of its own: the anchors at rung 0
+        self.search.prior += [surrogate.Example(a.expr, a.gain, surrogate.target(a.fitness))
+                              for a in self.run.anchors() if a.epochs == self.epochs[0]]
 
     # --- one generation -----------------------------------------------------------------------------
     def generation(self, state: SearchState) -> SearchState:
         g = state.generation
-        offspring = self.search.ask(state)
+        proposal = self.search.propose(state)
+        offspring = proposal.offspring
         self.reporter.generation_started(g, len(offspring))
         candidates = [self.search.candidate(ind) for ind in offspring]
         evaluator = Replay(self.evaluator, self._answers(g, state.known))
@@ -143,7 +147,7 @@ class _Loop:
         def emit(i: int, status: str, fit: Fitness | None, seconds: float, epochs: int | None = base) -> None:
             ind = offspring[i]
             line = Evaluation.of(g, i, genome.to_text(ind), genome.complexity(ind), candidates[i], status, fit,
-                                 seconds, None if status == types.REJECTED else epochs)
+                                 seconds, None if status == types.REJECTED else epochs, proposal.prediction(i))
             kept = self.emit(line)
             fits[i] = None if status == types.REJECTED else kept.fitness
 
@@ -162,8 +166,12 @@ class _Loop:
             emit(first, fit.status, fit, fit.seconds)
             for i in todo[candidates[first].fingerprint][1:]:  # the same function again: its fitness reused
                 emit(i, types.CACHED, fit, 0.0)
-        # then, as lines after the individuals: promotions to longer training, re-scorings on more seeds
-        again = _Again(self, g, len(offspring), evaluator)
+        # then, as lines after the individuals: the children a surrogate left untrained, promotions to longer
+        # training, re-scorings on more seeds
+        for j, (ind, predicted) in enumerate(zip(proposal.screened, proposal.screened_predicted, strict=True)):
+            self.emit(Evaluation.of(g, len(offspring) + j, genome.to_text(ind), genome.complexity(ind),
+                                    self.search.candidate(ind), types.SCREENED, None, 0.0, None, predicted))
+        again = _Again(self, g, len(offspring) + len(proposal.screened), evaluator)
         known = self.search.learned(state, offspring, fits)
         updates = halving.halve(known, self.search.config, again.promote)
         updates |= racing.race(known | updates, self.search.config.protocol, self.search.config.search.population,

@@ -41,6 +41,8 @@ class Evaluation:
             (a run of format 1 has no such field).
         epochs: the training length of this line's fitness, in runs with successive halving
             (``protocol.rungs``); None (no field) in runs without: every fitness is ``fitness.epochs`` long.
+        predicted: the surrogate's prediction of the accuracy (``search.surrogate``), on the lines of the
+            children it ranked; None (no field) elsewhere. A ``screened`` line has it and no fitness.
     """
 
     generation: int
@@ -60,10 +62,12 @@ class Evaluation:
     seconds: float
     gain: float | None = None
     epochs: int | None = None
+    predicted: float | None = None
 
     @classmethod
     def of(cls, generation: int, index: int, tree: str, complexity: int, candidate: Candidate, status: str,
-           fit: Fitness | None, seconds: float, epochs: int | None = None) -> Evaluation:
+           fit: Fitness | None, seconds: float, epochs: int | None = None,
+           predicted: float | None = None) -> Evaluation:
         """The line of ``candidate`` (as ``tree`` of ``complexity``) with ``fit`` (None: rejected) of a training
         of ``epochs`` epochs (None: a run without successive halving)."""
         scored = fit is not None and fit.status == types.OK
@@ -71,7 +75,8 @@ class Evaluation:
             generation, index, tree, candidate.text, candidate.key_hash, candidate.fingerprint, complexity, status,
             fit.reason if fit else candidate.reason,
             fit.val_accuracy if fit else None, fit.val_loss if fit else None, fit.val_accuracy_std if fit else None,
-            fit.seeds if scored else 0, fit.accuracies if scored else (), round(seconds, 4), candidate.gain, epochs)
+            fit.seeds if scored else 0, fit.accuracies if scored else (), round(seconds, 4), candidate.gain, epochs,
+            predicted)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Evaluation:
@@ -84,7 +89,7 @@ class Evaluation:
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["seed_accuracies"] = list(self.seed_accuracies)
-        for name in ("gain", "epochs"):  # the lines of runs without these settings are those of format 1
+        for name in ("gain", "epochs", "predicted"):  # lines of runs without these settings: as before them
             if out[name] is None:
                 del out[name]
         return out

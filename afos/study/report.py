@@ -21,6 +21,7 @@ from typing import Any
 from afos.errors import BenchError, RunError
 from afos.expr import STANDARD_ACTIVATIONS
 from afos.expr.names import label
+from afos.ga import surrogate
 from afos.run.files import read_json_or_none, write_text_atomic
 from afos.run.records import format_validation_row
 from afos.run.rundir import CONFIG, Run
@@ -194,6 +195,15 @@ def run_report(run_dir: Path) -> tuple[Report, dict[str, Any]]:
         report.table((["anchor", "val_accuracy", "seeds", "epochs", "expression"],
                       [[a.tree, "failed" if a.val_accuracy is None else f"{a.val_accuracy:.4f}", str(a.seeds),
                         str(a.epochs or run.config.fitness.epochs), a.expr] for a in anchors]))
+    predictions = surrogate.rank_correlation(records)
+    if predictions:
+        report.heading("Surrogate pre-screen")
+        report.text(f"The {run.config.search.surrogate} surrogate ranked {run.config.search.oversample} children per "
+                    "place; per generation, the Spearman correlation of its predictions with the accuracy training "
+                    "then measured (over the trained children it ranked), and how many it left untrained.")
+        report.table((["generation", "trained", "screened", "Spearman rho"],
+                      [[str(g), str(n), str(m), "-" if math.isnan(rho) else f"{rho:+.2f}"]
+                       for g, (rho, n, m) in predictions.items()]))
     report.heading("Fitness per generation")
     report.figure("history", plots.fitness_history(records), "Best and median validation accuracy")
     report.heading("Activation shapes")
