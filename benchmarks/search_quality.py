@@ -42,10 +42,13 @@ ANCHORS = ("relu", "leaky_relu", "gelu", "swish")
 
 
 def search_config(args, strategy: str, gain: str, seed: int) -> config_lib.Config:
+    """The search of one arm: ``ga``, ``random``, or either with a surrogate pre-screen (``ga+knn``)."""
+    strategy, _, surrogate = strategy.partition("+")
     return config_lib.override(
         config_lib.Config(),
         search={"population": args.population, "generations": args.generations, "seed": seed,
-                "strategy": strategy, "space": args.space},
+                "strategy": strategy, "space": args.space, "surrogate": surrogate or "none",
+                "oversample": args.oversample},
         fitness={"dataset": args.dataset, "model": args.model, "train_size": args.train_size,
                  "val_size": args.val_size, "data_dir": args.data_dir, "seed": seed, "gain": gain,
                  "batch_size": args.batch_size},
@@ -117,7 +120,9 @@ def main() -> None:
     p.add_argument("--population", type=int, default=16)
     p.add_argument("--generations", type=int, default=6)
     p.add_argument("--seeds", type=int, default=3, help="search seeds per strategy and gain")
-    p.add_argument("--strategies", default="ga,random")
+    p.add_argument("--strategies", default="ga,random",
+                   help="arms: ga, random, and either with a surrogate pre-screen, e.g. ga+knn")
+    p.add_argument("--oversample", type=int, default=4, help="children per place of a surrogate arm")
     p.add_argument("--gains", default="unit,none")
     p.add_argument("--val-seeds", type=int, default=5, help="fresh seeds each best function is retrained on")
     p.add_argument("--val-epochs", type=int, default=5)
@@ -155,15 +160,31 @@ def table(results: dict) -> str:
         strategy, gain, _ = name.split("-")
         groups[strategy, gain].append(steps[-1])
     lines = ["| strategy | gain | trainings (mean) | winner test accuracy (mean ± std over search seeds) | "
-             "relu at that gain | winners |", "|---|---|---|---|---|---|"]
+             "relu at that gain | trainings to reach the plain GA's mean (per seed) | winners |",
+             "|---|---|---|---|---|---|---|"]
     for (strategy, gain), finals in sorted(groups.items()):
         acc = np.array([f["test_accuracy"] for f in finals])
         relu = results[f"anchors_{gain}"]["relu"]
         winners = "; ".join(label(f["expression"]) for f in finals)
         lines.append(f"| {strategy} | {gain} | {np.mean([f['trainings'] for f in finals]):.0f} | "
                      f"{acc.mean():.4f} ± {acc.std(ddof=1) if len(acc) > 1 else math.nan:.4f} | {relu:.4f} | "
-                     f"{winners} |")
+                     f"{reach(results, strategy, gain)} | {winners} |")
     return "\n".join(lines)
+
+
+def reach(results: dict, strategy: str, gain: str) -> str:
+    """Per search seed of ``strategy``, the trainings it spent until its best so far validated at least as well
+    as the plain GA's final winners do on average ('-': never), as 'n / total'."""
+    runs = {name: steps for name, steps in results["runs"].items() if name.split("-")[1] == gain}
+    ga = [steps[-1]["test_accuracy"] for name, steps in runs.items() if name.split("-")[0] == "ga"]
+    if not ga:
+        return "-"
+    level, out = float(np.mean(ga)), []
+    for name, steps in sorted(runs.items()):
+        if name.split("-")[0] == strategy:
+            hit = next((s["trainings"] for s in steps if s["test_accuracy"] >= level), None)
+            out.append(f"{'-' if hit is None else f'{hit:.0f}'} / {steps[-1]['trainings']:.0f}")
+    return ", ".join(out)
 
 
 def fidelity(results: dict) -> str:
@@ -194,7 +215,7 @@ def plot(results: dict, path: str) -> None:
         strategy, gain, _ = name.split("-")
         groups[strategy, gain].append(steps)
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    styles = {"ga": "-", "random": "--"}
+    styles = {"ga": "-", "random": "--", "ga+knn": "-.", "ga+gp": "-.", "ga+forest": "-.", "random+knn": ":"}
     colours = {"unit": "C0", "none": "C1"}
     for (strategy, gain), runs in sorted(groups.items()):
         length = min(len(steps) for steps in runs)
