@@ -1,0 +1,187 @@
+"""A fitness memory shared across runs: what a function scored under a training protocol, in one SQLite file.
+
+Opt-in (``[evaluator] memory = "FILE"``, ``--memory FILE``). A run that trains a function under the same
+protocol as an earlier run (same data, model, training, gain mode, seeds and training length:
+``protocol_key``) takes its fitness from the memory instead of training it again; its line says ``cached``.
+The file is SQLite (the standard library's ``sqlite3``; text and numbers, never a pickle) in WAL mode with a
+busy timeout, and every value is written with ``INSERT OR IGNORE`` in a transaction of its own, so that
+several runs (processes or threads, each with its own ``FitnessMemory``) can share one file without losing a
+line: the first value written for a key stays. The evaluator wrapper that reads and fills it is
+``afos.fitness.pools.Remembering``; the driver opens and closes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sqlite3
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from afos import types
+from afos.config import FitnessSettings
+from afos.errors import AfosWarning, ConfigError
+from afos.types import Fitness
+
+FORMAT = "afos-fitness-memory"
+SCHEMA_VERSION = 1  # of the file's tables; a file of a later version is refused
+# Bumped when the same settings train differently (afos.fitness.train, the model zoo, the data split): every
+# value remembered before it then belongs to another protocol and is never reused.
+MEMORY_VERSION = 1
+BUSY_SECONDS = 60.0  # how long a write waits for another run's write to the same file
+
+# Which settings enter the key: every field of ``FitnessSettings`` (a field added later enters it too, the safe
+# side), except those that say where the same data is found and cannot change a value (``NOT_IN_KEY``). The
+# training length is that of the request (a rung's epochs), replacing ``fitness.epochs``; the seeds are the
+# request's (the initialisation seeds; ``fitness.seed`` also splits the data).
+NOT_IN_KEY = ("data_dir",)
+STORED = (types.OK, types.FAILED)  # what a memory keeps: a measurement, never a reuse of one
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS afos_memory (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS protocols (protocol TEXT PRIMARY KEY, settings TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS fitness (protocol TEXT NOT NULL, fingerprint TEXT NOT NULL, expr TEXT NOT NULL, "
+    "gain REAL, fitness TEXT NOT NULL, run TEXT NOT NULL, written REAL NOT NULL, "
+    "PRIMARY KEY (protocol, fingerprint))",
+)
+
+
+class Entry(NamedTuple):
+    """One remembered function of a protocol (what warms a surrogate model)."""
+
+    fingerprint: str
+    expr: str
+    gain: float | None
+    fitness: Fitness
+
+
+def protocol_settings(fitness: FitnessSettings, seeds: Sequence[int], epochs: int | None) -> dict:
+    """What a fitness value depends on, as JSON data: the fitness settings (but ``NOT_IN_KEY``), the training
+    length (``epochs``; None: ``fitness.epochs``), the initialisation seeds and ``MEMORY_VERSION``."""
+    settings = {k: v for k, v in dataclasses.asdict(fitness).items() if k not in NOT_IN_KEY}
+    settings["epochs"] = fitness.epochs if epochs is None else int(epochs)
+    settings["topology"] = list(settings["topology"])
+    return {"memory_version": MEMORY_VERSION, "fitness": settings, "seeds": [int(s) for s in seeds]}
+
+
+def protocol_key(fitness: FitnessSettings, seeds: Sequence[int], epochs: int | None = None) -> str:
+    """The hash of ``protocol_settings``: fitness values of equal keys are measurements of the same training."""
+    text = json.dumps(protocol_settings(fitness, seeds, epochs), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _to_json(fit: Fitness) -> str:
+    def number(v: float | None) -> float | None:
+        return None if v is None else float(v)
+
+    return json.dumps({"status": fit.status, "val_accuracy": number(fit.val_accuracy),
+                       "val_loss": number(fit.val_loss), "reason": fit.reason, "seconds": float(fit.seconds),
+                       "val_accuracy_std": number(fit.val_accuracy_std),
+                       "seed_accuracies": [float(a) for a in fit.seed_accuracies]})
+
+
+def _from_json(text: str) -> Fitness:
+    d = json.loads(text)
+    return Fitness(d["status"], d["val_accuracy"], d["val_loss"], d["reason"], d["seconds"], d["val_accuracy_std"],
+                   tuple(d["seed_accuracies"]))
+
+
+class FitnessMemory:
+    """One connection to a memory file (created if missing); one per thread or process.
+
+    Args:
+        path: the file.
+        run: who writes (a run directory), recorded with each value.
+
+    Raises:
+        ConfigError: the file cannot be opened, or is not an afos fitness memory (one line naming it).
+    """
+
+    def __init__(self, path: str | Path, run: str = ""):
+        self.path, self.run = Path(path), run
+        try:
+            self.db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
+        except sqlite3.Error as err:
+            raise ConfigError(f"evaluator.memory: cannot open {self.path} ({err})") from None
+        try:
+            self._init()
+        except sqlite3.DatabaseError as err:
+            self.db.close()
+            raise ConfigError(f"evaluator.memory: {self.path} is not an afos fitness memory ({err})") from None
+        except ConfigError:
+            self.db.close()
+            raise
+
+    def _init(self) -> None:
+        self._check_tables()  # before anything is written: another program's database is left as it was
+        self.db.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer; one writer at a time
+        self.db.execute("BEGIN IMMEDIATE")  # two runs creating the file: one makes the tables, the other sees them
+        try:
+            self._check_tables()
+            for statement in _SCHEMA:
+                self.db.execute(statement)
+            self.db.executemany("INSERT OR IGNORE INTO afos_memory VALUES (?, ?)",
+                                [("format", FORMAT), ("version", str(SCHEMA_VERSION))])
+            meta = dict(self.db.execute("SELECT name, value FROM afos_memory"))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        if meta.get("format") != FORMAT or not meta.get("version", "").isdigit():
+            raise ConfigError(f"evaluator.memory: {self.path} is not an afos fitness memory")
+        if int(meta["version"]) > SCHEMA_VERSION:
+            raise ConfigError(f"evaluator.memory: {self.path} was written by a later afos (memory version "
+                              f"{meta['version']}; this one reads {SCHEMA_VERSION})")
+
+    def _check_tables(self) -> None:
+        tables = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if tables and "afos_memory" not in tables:
+            raise ConfigError(f"evaluator.memory: {self.path} is not an afos fitness memory "
+                              f"(an SQLite file with tables {', '.join(sorted(tables))})")
+
+    def get(self, protocol: str, fingerprint: str) -> Fitness | None:
+        """The fitness remembered for the function ``fingerprint`` under ``protocol`` (status ok or failed)."""
+        row = self.db.execute("SELECT fitness FROM fitness WHERE protocol = ? AND fingerprint = ?",
+                              (protocol, fingerprint)).fetchone()
+        return None if row is None else _from_json(row[0])
+
+    def put(self, protocol: str, fingerprint: str, expr: str, gain: float | None, fit: Fitness,
+            settings: dict | None = None) -> None:
+        """Remembers ``fit`` (only a measurement: status ok or failed); a value already there stays.
+
+        ``settings``: the protocol's ``protocol_settings``, kept once per protocol so that a person can read
+        what a key means. A file another process holds for longer than ``BUSY_SECONDS`` is a warning, not a
+        stop: the run's own log has the value."""
+        if fit.status not in STORED:
+            return
+        try:
+            self.db.execute("BEGIN IMMEDIATE")  # one transaction: the protocol's description and the value
+            try:
+                if settings is not None:
+                    self.db.execute("INSERT OR IGNORE INTO protocols VALUES (?, ?)",
+                                    (protocol, json.dumps(settings, sort_keys=True)))
+                self.db.execute("INSERT OR IGNORE INTO fitness VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                (protocol, fingerprint, expr, None if gain is None else float(gain), _to_json(fit),
+                                 self.run, time.time()))
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as err:
+            warnings.warn(f"{self.path}: could not remember {expr} ({err})", AfosWarning, stacklevel=2)
+
+    def entries(self, protocol: str) -> list[Entry]:
+        """Every function remembered under ``protocol``, in the order they were written."""
+        rows = self.db.execute("SELECT fingerprint, expr, gain, fitness FROM fitness WHERE protocol = ? "
+                               "ORDER BY written, rowid", (protocol,))
+        return [Entry(fp, expr, gain, _from_json(fit)) for fp, expr, gain, fit in rows]
+
+    def __len__(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM fitness").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
