@@ -87,10 +87,13 @@ class EvaluatorSettings:
     worker_gpus: float = -1.0  # -1: one GPU per worker where the cluster has GPUs, else none
     group_size: int = 0  # candidates per Ray task; 0: the candidates of a generation split evenly over workers
     compilation_cache: bool = True  # compiled programs kept on disk (afos.fitness.compile_cache); never a result
+    # a fitness memory shared across runs (afos.run.memory): an SQLite file; '' = none. A value it gives is one
+    # measured under the same protocol, so it changes no result: a resume may add, change or drop it.
+    memory: str = ""
 
 
 # Evaluator settings that place or speed up the work without changing a result: a resume may change them.
-PLACEMENT = ("ray_address", "workers", "worker_cpus", "worker_gpus", "group_size", "compilation_cache")
+PLACEMENT = ("ray_address", "workers", "worker_cpus", "worker_gpus", "group_size", "compilation_cache", "memory")
 
 
 DEFAULT_ANCHORS = ("relu", "leaky_relu", "gelu", "swish")

@@ -71,7 +71,7 @@ def _evaluator_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.ray_address is not None:
         backend = "ray"
     return {"backend": backend, "worker_backend": args.worker_backend, "ray_address": args.ray_address,
-            "workers": args.workers}
+            "workers": args.workers, "memory": args.memory}
 
 
 def _finish_search(run_dir: Path, validate: bool = False) -> int:
@@ -112,8 +112,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise ConfigError(f"--ray-address and --workers place a Ray run; {run.path} evaluates with backend "
                           f"{run.config.evaluator.backend!r}, which a resume keeps")
     config = None
-    if any(v is not None for v in placement.values()):
-        config = config_lib.override(run.config, evaluator=placement)
+    if any(v is not None for v in placement.values()) or args.memory is not None:
+        config = config_lib.override(run.config, evaluator={**placement, "memory": args.memory})
     generations = args.generations if args.generations is not None else run.config.search.generations
     reporter = RichReporter(generations, "resume")
     console.print(f"afos resume: run directory [bold]{run.path}[/]")

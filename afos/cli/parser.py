@@ -7,7 +7,7 @@ import argparse
 from afos.cli import commands
 
 # What a resume may change (afos.config.FREE_ON_RESUME): everything else is the run's, fixed when it started.
-RESUME_OPTIONS = ("--generations", "--ray-address", "--workers", "--validate")
+RESUME_OPTIONS = ("--generations", "--ray-address", "--workers", "--memory", "--validate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--generations", type=int, help="go on to this many generations (default: the run's own)")
     _ray_options(p, "move a Ray run to this cluster")
+    _memory_option(p, "(default: the one the run started with; '' for none)")
     p.add_argument("--validate", action="store_true", help="at the end, run `afos validate`")
     p.set_defaults(func=commands.cmd_resume)
 
@@ -95,6 +96,7 @@ def _search_options(p: argparse.ArgumentParser) -> None:
                    "batched (default: auto)")
     _ray_options(p, "run on this Ray cluster (implies --backend ray; without it --backend ray starts a local Ray "
                  "instance)")
+    _memory_option(p, "(default: none)")
     p.add_argument("--strategy", choices=("ga", "random"), help="ga (default): NSGA-II selection and variation; "
                    "random: fresh random functions every generation, the baseline a search must beat")
     p.add_argument("--surrogate", choices=("none", "knn", "gp", "forest"),
@@ -141,6 +143,12 @@ def _ray_options(p: argparse.ArgumentParser, address_help: str) -> None:
     p.add_argument("--ray-address", metavar="auto|HOST:PORT", help=address_help)
     p.add_argument("--workers", type=int, metavar="N",
                    help="Ray workers (default: one per GPU of the cluster, or one per CPU where it has none)")
+
+
+def _memory_option(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--memory", metavar="FILE", help="a fitness memory shared across runs (SQLite, created if "
+                   "missing): functions it holds for the same data, model, training and seeds are not trained "
+                   f"again (lines 'cached'), and what this run trains is added; safe to share {default}")
 
 
 def _benchmark_parser(sub) -> None:

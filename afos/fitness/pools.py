@@ -1,13 +1,15 @@
-"""Evaluators that wrap evaluators: sharding over the local devices, and replaying a run's log.
+"""Evaluators that wrap evaluators: sharding over the local devices, replaying a run's log, a fitness memory.
 
-Both keep the protocol of ``afos.fitness.evaluator.Evaluator`` and give every candidate the fitness the
+All keep the protocol of ``afos.fitness.evaluator.Evaluator`` and give every candidate the fitness the
 wrapped evaluator gives it: ``Sharded`` runs one evaluator per device, each on its share of the
 candidates (nothing in a candidate's training depends on which others share its place); ``Replay``
-answers from the log what an interrupted run already measured and passes the rest on.
+answers from the log what an interrupted run already measured and passes the rest on; ``Remembering``
+answers what a fitness memory shared across runs holds (``afos.run.memory``) and remembers the rest.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import queue
 import threading
@@ -15,8 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from afos import types
+from afos.config import FitnessSettings
 from afos.expr import Candidate
 from afos.fitness.evaluator import Evaluator, Results, run
+from afos.run.memory import FitnessMemory, protocol_key, protocol_settings
 from afos.types import Fitness
 
 POLL_SECONDS = 0.5  # waits are cut into slices this long, so Ctrl-C is seen while workers train
@@ -126,6 +131,43 @@ class Replay:
         if rest:
             for j, fit in run(self.inner, [candidates[i] for i in rest], seeds, epochs):
                 yield rest[j], fit
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class Remembering:
+    """Answers from a fitness memory what an earlier run measured under the same protocol; trains the rest
+    through ``inner`` and remembers each result.
+
+    A remembered fitness comes back with status ``cached`` and no cost (``seconds`` 0), so that the run's line
+    says it was not trained. A result is put into the memory when the caller asks for the next one (the driver
+    has logged it): a run killed in between has the line in its log and not in the memory, never the reverse
+    (a caller that stops early, on Ctrl-C, leaves its last result unremembered).
+
+    Args:
+        inner: the evaluator that trains.
+        memory: the open memory (its owner closes it; ``close`` here closes ``inner`` only).
+        fitness: the run's fitness settings (with ``seeds`` and ``epochs``, the protocol of a request).
+    """
+
+    def __init__(self, inner: Evaluator, memory: FitnessMemory, fitness: FitnessSettings):
+        self.inner, self.memory, self.fitness = inner, memory, fitness
+
+    def evaluate(self, candidates: Sequence[Candidate], seeds: Sequence[int], epochs: int | None = None) -> Results:
+        protocol = protocol_key(self.fitness, seeds, epochs)
+        rest = []
+        for i, c in enumerate(candidates):
+            known = self.memory.get(protocol, c.fingerprint)
+            if known is None:
+                rest.append(i)
+            else:
+                yield i, dataclasses.replace(known, status=types.CACHED, seconds=0.0)
+        settings = protocol_settings(self.fitness, seeds, epochs)
+        for j, fit in run(self.inner, [candidates[i] for i in rest], seeds, epochs):
+            yield rest[j], fit
+            c = candidates[rest[j]]  # the caller took it: the run's line is written
+            self.memory.put(protocol, c.fingerprint, c.text, c.gain, fit, settings)
 
     def close(self) -> None:
         self.inner.close()

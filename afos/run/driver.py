@@ -5,7 +5,9 @@ before the next one starts; the checkpoint is replaced atomically at every gener
 restores the checkpoint of the generation in progress, asks the same individuals again (the RNG state is
 in the checkpoint) and answers what the log already holds without training (``pools.Replay``); the log's
 lines win over anything recomputed (``Run.append``), so a run stopped at any point ends exactly as if it
-had never stopped.
+had never stopped. With a fitness memory (``afos.run.memory``), a generation's new functions that a run
+measured before under the same protocol are taken from it (``pools.Remembering``, lines ``cached``); the log
+still answers first.
 
 Besides one line per individual (``(generation, index)``), a run writes the anchors (standard activations
 scored once per rung, generation -1, status ``anchor``) and, after a generation's individuals (indices from
@@ -17,8 +19,9 @@ line.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -32,13 +35,14 @@ from afos.expr import STANDARD_ACTIVATIONS, Candidate, analyse, parse
 from afos.fitness import compile_cache
 from afos.fitness import evaluator as evaluator_lib
 from afos.fitness.evaluator import Evaluator
-from afos.fitness.pools import Answer, Replay
+from afos.fitness.pools import Answer, Remembering, Replay
 from afos.ga import genome, halving, racing, surrogate
 from afos.ga.front import FrontEntry
 from afos.ga.memo import Known, Memo
 from afos.ga.strategy import Search, SearchState
 from afos.run import start
 from afos.run.lock import stop_on_sigint
+from afos.run.memory import FitnessMemory, protocol_key
 from afos.run.records import ANCHOR_GENERATION, Evaluation
 from afos.run.rundir import Run
 from afos.types import Fitness
@@ -78,12 +82,16 @@ class _Loop:
     """One search's generations, written into its run directory as they are scored."""
 
     def __init__(self, run: Run, search: Search, evaluator: Evaluator, reporter: SearchReporter,
-                 stop: Callable[[], bool]):
+                 stop: Callable[[], bool], memory: FitnessMemory | None = None):
         self.run, self.search, self.evaluator, self.reporter, self.stop = run, search, evaluator, reporter, stop
         p = search.config.protocol
         self.seeds = config_lib.search_seeds(search.config.fitness, p.max_seeds)  # a confirmed fitness's seeds
         self.fitness_seeds = self.seeds[: p.fitness_seeds]  # a new candidate's
         self.epochs = halving.rung_epochs(search.config)  # the training length of each rung ([None]: no rungs)
+        # What trains a generation's new functions: through the fitness memory where there is one (the stored
+        # config's fitness settings: an objective's direction as decided). Anchors, promotions and
+        # re-scorings train through ``evaluator`` itself.
+        self.individuals = evaluator if memory is None else Remembering(evaluator, memory, run.config.fitness)
 
     def emit(self, line: Evaluation, report: Callable[[Evaluation], None] | None = None) -> Evaluation:
         """Appends ``line`` (or finds it recorded), reports it and stops here if Ctrl-C asked to."""
@@ -140,7 +148,8 @@ class _Loop:
         offspring = proposal.offspring
         self.reporter.generation_started(g, len(offspring))
         candidates = [self.search.candidate(ind) for ind in offspring]
-        evaluator = Replay(self.evaluator, self._answers(g, state.known))
+        answers = self._answers(g, state.known)  # the individuals' and the second looks' requests never collide
+        evaluator = Replay(self.individuals, answers)
         fits: list[Fitness | None] = [None] * len(offspring)
         base = self.epochs[0]
 
@@ -171,7 +180,7 @@ class _Loop:
         for j, (ind, predicted) in enumerate(zip(proposal.screened, proposal.screened_predicted, strict=True)):
             self.emit(Evaluation.of(g, len(offspring) + j, genome.to_text(ind), genome.complexity(ind),
                                     self.search.candidate(ind), types.SCREENED, None, 0.0, None, predicted))
-        again = _Again(self, g, len(offspring) + len(proposal.screened), evaluator)
+        again = _Again(self, g, len(offspring) + len(proposal.screened), Replay(self.evaluator, answers))
         known = self.search.learned(state, offspring, fits)
         updates = halving.halve(known, self.search.config, again.promote)
         updates |= racing.race(known | updates, self.search.config.protocol, self.search.config.search.population,
@@ -186,7 +195,9 @@ class _Loop:
     def _answers(self, g: int, known: Memo) -> dict[Answer, Fitness]:
         """What the log recorded for generation ``g`` before an interruption, as answers to the requests the
         generation will make again: an individual's training on the search seeds, a promotion's on the
-        search seeds at its rung's length, a re-scoring's on the seeds it added."""
+        search seeds at its rung's length, a re-scoring's on the seeds it added. An individual the fitness memory
+        answered (a ``cached`` line of a function the memo did not know) is answered as ``cached`` again, whatever
+        the memory holds now; a function trained, then met again in the generation, has its trained line first."""
         out: dict[Answer, Fitness] = {}
         have: dict[str, int] = {}  # fingerprint -> seeds its fitness has so far in this generation
         for line in (r for r in self.run.records() if r.generation == g):
@@ -194,6 +205,10 @@ class _Loop:
             if line.status in (types.OK, types.FAILED, types.PROMOTED):
                 out[(fp, tuple(self.fitness_seeds), line.epochs)] = line.fitness
                 have[fp] = len(self.fitness_seeds)
+            elif line.status == types.CACHED and fp not in known:
+                out.setdefault((fp, tuple(self.fitness_seeds), line.epochs),
+                               dataclasses.replace(line.fitness, status=types.CACHED, seconds=0.0))
+                have.setdefault(fp, len(self.fitness_seeds))
             elif line.status == types.RESCORED and (fp in have or fp in known):
                 n = have.get(fp) or known[fp].fitness.seeds
                 want = racing.rescored_seeds(n, self.search.config.protocol)  # a failed line records none
@@ -243,12 +258,15 @@ def _added_part(line: Evaluation, have: int) -> Fitness:
 
 
 def _drive(run: Run, search: Search, state: SearchState, evaluator: Evaluator,
-           reporter: SearchReporter) -> SearchState:
+           reporter: SearchReporter, memory: FitnessMemory | None = None) -> SearchState:
     hint = f"resume with: afos resume {run.path}"
     with run.lock(reporter), stop_on_sigint(reporter, hint) as stop:
         run.repair()  # a line a kill cut short: new lines start on a line of their own
         run.ensure_checkpoint(search.save(state))
-        loop = _Loop(run, search, evaluator, reporter, stop)
+        loop = _Loop(run, search, evaluator, reporter, stop, memory)
+        if memory is not None:
+            known = len(memory.entries(protocol_key(run.config.fitness, loop.fitness_seeds, loop.epochs[0])))
+            reporter.message(f"fitness memory {memory.path}: {known} function(s) known under this run's protocol")
         try:
             loop.anchors()
             while state.generation <= search.config.search.generations:
@@ -283,6 +301,16 @@ def _evaluator(config: Config, given: Evaluator | None, reporter: SearchReporter
         yield evaluator
 
 
+@contextlib.contextmanager
+def _memory(config: Config, run_dir: Path) -> Iterator[FitnessMemory | None]:
+    """The fitness memory ``config`` names, opened for the run in ``run_dir`` and closed at the end (None: off)."""
+    if not config.evaluator.memory:
+        yield None
+        return
+    with contextlib.closing(FitnessMemory(config.evaluator.memory, str(run_dir))) as memory:
+        yield memory
+
+
 def screen_of(config: Config) -> Describe:
     """The screen of a run's candidates: ``afos.expr.analyse`` with the run's gain mode."""
     return functools.partial(analyse, gain=config.fitness.gain)
@@ -303,9 +331,9 @@ def run(config: Config, run_dir: str | Path, reporter: SearchReporter | None = N
     search = Search(config, describe or screen_of(config))
     search.seed_individuals()  # a warm-start function the space cannot build fails here, before any work
     Run.check_free(run_dir)
-    with _evaluator(search.config, evaluator, reporter) as scorer:
+    with _memory(search.config, run_dir) as memory, _evaluator(search.config, evaluator, reporter) as scorer:
         run_ = Run.create(run_dir, _decided(search.config))
-        return _drive(run_, search, search.init(), scorer, reporter)
+        return _drive(run_, search, search.init(), scorer, reporter, memory)
 
 
 def _decided(config: Config) -> Config:
@@ -352,5 +380,5 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
     if state.generation > search.config.search.generations:
         reporter.message(f"{run_.path} already has {state.generation} generations; raise --generations to go on")
         return state
-    with _evaluator(search.config, evaluator, reporter) as scorer:
-        return _drive(run_, search, state, scorer, reporter)
+    with _memory(search.config, run_.path) as memory, _evaluator(search.config, evaluator, reporter) as scorer:
+        return _drive(run_, search, state, scorer, reporter, memory)

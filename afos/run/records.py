@@ -69,8 +69,10 @@ class Evaluation:
            fit: Fitness | None, seconds: float, epochs: int | None = None,
            predicted: float | None = None) -> Evaluation:
         """The line of ``candidate`` (as ``tree`` of ``complexity``) with ``fit`` (None: rejected) of a training
-        of ``epochs`` epochs (None: a run without successive halving)."""
-        scored = fit is not None and fit.status == types.OK
+        of ``epochs`` epochs (None: a run without successive halving). A ``fit`` of status ``cached`` (a fitness
+        memory's, ``afos.fitness.pools.Remembering``) with an accuracy is recorded as scored, like ``ok``."""
+        scored = fit is not None and (fit.status == types.OK or
+                                      (fit.status == types.CACHED and fit.val_accuracy is not None))
         return cls(
             generation, index, tree, candidate.text, candidate.key_hash, candidate.fingerprint, complexity, status,
             fit.reason if fit else candidate.reason,
