@@ -116,7 +116,7 @@ def test_resume_offers_only_what_a_resume_may_change(capsys, tmp_path):
     with pytest.raises(SystemExit):
         main(["resume", "--help"])
     help_text = capsys.readouterr().out
-    for option in ("--generations", "--ray-address", "--workers", "--validate"):
+    for option in ("--generations", "--ray-address", "--workers", "--memory", "--validate"):
         assert option in help_text
     for option in ("--epochs", "--dataset", "--population", "--backend", "--config", "--seed"):
         assert option not in help_text
@@ -125,7 +125,7 @@ def test_resume_offers_only_what_a_resume_may_change(capsys, tmp_path):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err == ("afos resume: error: --epochs was fixed when the run started; a resume takes only --generations, "
-                   "--ray-address, --workers, --validate (start a new search to change the rest)")
+                   "--ray-address, --workers, --memory, --validate (start a new search to change the rest)")
     assert main(["resume", FIXTURE, "--workers", "2"]) == 2  # a local run is not moved to Ray
     assert "which a resume keeps" in capsys.readouterr().err
 
