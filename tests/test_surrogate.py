@@ -185,3 +185,32 @@ def test_show_and_report_give_the_rank_correlation_per_generation(tmp_path, caps
     assert main(["report", str(tmp_path / "run")]) == 0
     assert "Surrogate pre-screen" in (tmp_path / "run" / "report.md").read_text()
     shutil.rmtree(tmp_path / "run")
+
+
+def test_a_fitness_memory_warms_the_surrogate_and_a_resume_keeps_what_it_knew_then(tmp_path):
+    """A second run of the protocol ranks its very first generation with what the memory holds, kept in its run
+    directory (surrogate_prior.jsonl), so that a resume without the memory makes the same choices."""
+    memory = str(tmp_path / "memory.sqlite")
+    driver.run(config.override(_config(), evaluator={"memory": memory}), tmp_path / "first",
+               evaluator=ShapeTraining(), describe=describe)
+    shutil.copy(memory, tmp_path / "copy.sqlite")  # the memory as the second run finds it
+    second = config.override(_config(seed=11), evaluator={"memory": memory})
+    driver.run(second, tmp_path / "second", evaluator=ShapeTraining(), describe=describe)
+    prior = Run.open(tmp_path / "second").prior()
+    assert len(prior) >= surrogate.MIN_FIT
+    records = Run.open(tmp_path / "second").records()
+    assert any(r.generation == 0 and r.status == types.SCREENED for r in records)  # ranked from the start
+    # the same run stopped after its first generation, then resumed with the memory gone: the same choices
+    # and values (what the memory answered later is trained instead: ok where the other says cached)
+    again = tmp_path / "again"
+    driver.run(config.override(second, search={"generations": 0}, evaluator={"memory": str(tmp_path / "copy.sqlite")}),
+               again, evaluator=ShapeTraining(), describe=describe)
+    (tmp_path / "copy.sqlite").unlink()
+    driver.resume(again, generations=second.search.generations, evaluator=ShapeTraining(), describe=describe,
+                  config=config.override(second, evaluator={"memory": ""}))
+
+    def choices(run_dir):
+        return [(r.generation, r.index, r.tree, r.status == types.SCREENED, r.val_accuracy, r.predicted)
+                for r in Run.open(run_dir).records()]
+
+    assert choices(again) == choices(tmp_path / "second")

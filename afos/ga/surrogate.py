@@ -142,7 +142,7 @@ def rank_correlation(lines: Iterable) -> dict[int, tuple[float, int, int]]:
             continue
         if line.status == types.SCREENED:
             screened[line.generation] = screened.get(line.generation, 0) + 1
-        elif line.status == types.OK and line.val_accuracy is not None:
+        elif line.status in (types.OK, types.CACHED) and line.val_accuracy is not None:  # a memory's: measured
             pairs.setdefault(line.generation, []).append((line.predicted, line.val_accuracy))
     out = {}
     for g in sorted(set(pairs) | set(screened)):

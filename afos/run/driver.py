@@ -333,7 +333,14 @@ def run(config: Config, run_dir: str | Path, reporter: SearchReporter | None = N
     Run.check_free(run_dir)
     with _memory(search.config, run_dir) as memory, _evaluator(search.config, evaluator, reporter) as scorer:
         run_ = Run.create(run_dir, _decided(search.config))
+        if memory is not None and search.config.search.surrogate != "none":
+            run_.write_prior(memory.prior(run_.config))
+        search.prior = _examples(run_.prior())
         return _drive(run_, search, search.init(), scorer, reporter, memory)
+
+
+def _examples(rows: list[dict]) -> list[surrogate.Example]:
+    return [surrogate.Example(r["expr"], r["gain"], r["value"]) for r in rows]
 
 
 def _decided(config: Config) -> Config:
@@ -370,7 +377,7 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
     if run_.format == 1:
         reporter.message(f"{run_.path} was started before gain normalisation existed: it goes on as it began, "
                          "training every function as it is (fitness.gain = none)")
-    search = Search(stored, describe or screen_of(stored))
+    search = Search(stored, describe or screen_of(stored), _examples(run_.prior()))
     body = run_.resume_point(lambda text: reporter.message(f"warning: {text}"))
     try:
         state = search.restore(body, run_.records())

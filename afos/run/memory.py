@@ -20,11 +20,13 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from afos import config as config_lib
 from afos import types
-from afos.config import FitnessSettings
+from afos.config import Config, FitnessSettings
 from afos.errors import AfosWarning, ConfigError
+from afos.ga import halving, surrogate
 from afos.types import Fitness
 
 FORMAT = "afos-fitness-memory"
@@ -179,6 +181,15 @@ class FitnessMemory:
         rows = self.db.execute("SELECT fingerprint, expr, gain, fitness FROM fitness WHERE protocol = ? "
                                "ORDER BY written, rowid", (protocol,))
         return [Entry(fp, expr, gain, _from_json(fit)) for fp, expr, gain, fit in rows]
+
+    def prior(self, config: Config) -> list[dict[str, Any]]:
+        """What the memory holds for a run of ``config`` (its search's own training on its fitness seeds), as
+        a surrogate learns it: {expr, gain, value, fingerprint}, in the order written."""
+        p, fitness = config.protocol, config.fitness
+        seeds = config_lib.search_seeds(fitness, p.max_seeds)[: p.fitness_seeds]
+        entries = self.entries(protocol_key(fitness, seeds, halving.rung_epochs(config)[0]))
+        return [{"expr": e.expr, "gain": e.gain, "value": surrogate.target(e.fitness), "fingerprint": e.fingerprint}
+                for e in entries]
 
     def __len__(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM fitness").fetchone()[0]

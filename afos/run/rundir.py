@@ -37,7 +37,7 @@ from afos.ga import memo
 from afos.ga.front import FrontEntry, ranked
 from afos.run import health
 from afos.run import records as records_lib
-from afos.run.files import append_jsonl, repair_jsonl, write_text_atomic
+from afos.run.files import append_jsonl, read_jsonl, repair_jsonl, write_text_atomic
 from afos.run.lock import Messenger, run_lock
 from afos.run.records import Evaluation
 
@@ -50,6 +50,7 @@ VALIDATION = "validation.csv"  # written by `afos validate` (held-out test split
 VALIDATION_DIR = "validation"  # its benchmark directory (resumable)
 LOCK = "lock.json"
 SOURCES = "sources.json"  # where the user's own model and data come from (absent: afos's own only)
+PRIOR = "surrogate_prior.jsonl"  # what a fitness memory taught the surrogate when the run started (absent: none)
 CHECKPOINT_FORMAT = "afos-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -223,6 +224,17 @@ class Run:
 
     def write_front(self, front: list[FrontEntry]) -> None:
         write_text_atomic(self.path / PARETO, records_lib.pareto_csv(front))
+
+    def prior(self) -> list[dict[str, Any]]:
+        """What a fitness memory held for the run's protocol when it started ({expr, gain, value}): a resume
+        warms its surrogate with these, whatever the memory holds now."""
+        path = self.path / PRIOR
+        if not path.exists():
+            return []
+        return [{"expr": r["expr"], "gain": r.get("gain"), "value": r["value"]} for r in read_jsonl(path)]
+
+    def write_prior(self, rows: list[dict[str, Any]]) -> None:
+        write_text_atomic(self.path / PRIOR, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
 
     # --- the checkpoint -----------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any] | None:
