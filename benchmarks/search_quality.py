@@ -148,6 +148,7 @@ def main() -> None:
         results[f"anchors_{gain}"] = {name: test[name] for name in ANCHORS}
     (out / "search_quality.json").write_text(json.dumps(results, indent=1))
     print(table(results))
+    print(proxy_table(results, out))
     print(fidelity(results))
     if args.plot:
         plot(results, args.plot)
@@ -185,6 +186,42 @@ def reach(results: dict, strategy: str, gain: str) -> str:
             hit = next((s["trainings"] for s in steps if s["test_accuracy"] >= level), None)
             out.append(f"{'-' if hit is None else f'{hit:.0f}'} / {steps[-1]['trainings']:.0f}")
     return ", ".join(out)
+
+
+def proxy_table(results: dict, out: Path) -> str:
+    """What each arm trained, judged by the search's own proxy (validation accuracy of the short training):
+    the share of its trainings (generations 1 on) within a point of the best anchor, their median, the best
+    it found, and the trainings it spent to first match the best the plain GA found (per search seed)."""
+    logs = {name: Run.open(out / "runs" / name).records() for name in results["runs"]}
+    def trained(lines):
+        return [r for r in lines if r.status in (types.OK, types.FAILED) and r.generation >= 1]
+    def anchor(lines):
+        return max(r.val_accuracy for r in lines if r.status == types.ANCHOR and r.val_accuracy is not None)
+    level = {gain: max(max(r.val_accuracy or 0.0 for r in trained(lines) + [r for r in lines if r.generation == 0
+                                                                        and r.scored])
+                       for name, lines in logs.items() if name.split("-")[:2] == ["ga", gain])
+             for gain in {name.split("-")[1] for name in logs}}
+    groups = defaultdict(list)
+    for name, lines in sorted(logs.items()):
+        strategy, gain, _ = name.split("-")
+        accs = [r.val_accuracy or 0.0 for r in trained(lines)]
+        spent, hit = 0, None
+        for r in lines:
+            if r.status in (types.OK, types.FAILED):
+                spent += 1
+                if hit is None and (r.val_accuracy or 0.0) >= level[gain]:
+                    hit = spent
+        groups[strategy, gain].append((np.mean([a >= anchor(lines) - 0.01 for a in accs]), np.median(accs),
+                                       max(r.val_accuracy for r in lines if r.scored and r.generation >= 0),
+                                       "-" if hit is None else str(hit), spent))
+    rows = ["| strategy | gain | trainings within 1 point of the best anchor (gen >= 1) | their median val accuracy | "
+            "best val accuracy | trainings to match the plain GA's best val accuracy (per seed) |",
+            "|---|---|---|---|---|---|"]
+    for (strategy, gain), values in sorted(groups.items()):
+        rows.append(f"| {strategy} | {gain} | {np.mean([v[0] for v in values]):.0%} | "
+                    f"{np.mean([v[1] for v in values]):.4f} | {np.mean([v[2] for v in values]):.4f} | "
+                    f"{', '.join(f'{v[3]} / {v[4]}' for v in values)} (GA's best {level[gain]:.4f}) |")
+    return "\n".join(rows)
 
 
 def fidelity(results: dict) -> str:
