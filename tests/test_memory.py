@@ -4,7 +4,6 @@ only, no lost line under two writers, exact resumes, one-line errors. Fake scree
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import shutil
 import sqlite3
 import subprocess
@@ -15,36 +14,22 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-import sympy
+from fakes import FakeTraining, fake_describe
 
 from afos import config, types
 from afos.cli import main
 from afos.config import FitnessSettings
 from afos.errors import ConfigError, RunError
-from afos.expr import Candidate, X, canonical_key, to_text
-from afos.fitness.evaluator import PerSeed
 from afos.run import driver, rundir
 from afos.run.memory import FitnessMemory, protocol_key
 from afos.run.rundir import Run
-from afos.types import Fitness
 
 FIXTURES = Path(__file__).parent / "fixtures"
 BASE, _ = config.load_stored(FIXTURES / "fake_v1" / rundir.CONFIG)  # population 6, 3 generations, 2 + 2 seeds
 
 
-def fake_describe(e: sympy.Expr) -> Candidate:
-    """tests/test_run.py's screen: fingerprint = hash of the text, linear and constant functions rejected."""
-    text, key = to_text(e), canonical_key(e)
-    reason = None
-    if not e.free_symbols:
-        reason = "constant on [-10, 10]"
-    elif e.is_polynomial(X) and sympy.degree(e, X) <= 1:
-        reason = "linear on [-10, 10]"
-    return Candidate(e, text, key, hashlib.sha1(text.encode()).hexdigest()[:16], reason)
-
-
-class Counting(PerSeed):
-    """tests/test_run.py's training (accuracy from the text and the seed, a few failures), counting requests."""
+class Counting(FakeTraining):
+    """tests/fakes.py's training (accuracy from the text and the seed, a few failures), counting requests."""
 
     def __init__(self):
         self.calls: list[tuple[tuple[str, ...], tuple[int, ...], int | None]] = []
@@ -52,15 +37,6 @@ class Counting(PerSeed):
     def evaluate(self, candidates, seeds, epochs=None):
         self.calls.append((tuple(c.text for c in candidates), tuple(seeds), epochs))
         return super().evaluate(candidates, seeds, epochs)
-
-    def evaluate_seed(self, candidates, seed, epochs=None):
-        for i, c in enumerate(candidates):
-            h = int(hashlib.sha1(f"{c.text}/{seed}".encode()).hexdigest()[:8], 16)
-            if h % 13 == 0:
-                yield i, Fitness.failed("non-finite loss during training", 0.25)
-            else:
-                acc = 0.3 + 0.6 * (h % 1000) / 1000
-                yield i, Fitness(types.OK, acc, 1.0 - acc / 2, None, 0.25)
 
     def individuals(self, cfg: config.Config) -> list[str]:
         """The functions trained as new individuals: on the search's seeds (anchors train on all four) and for

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sympy
+from fakes import FakeTraining, fake_describe
 
 from afos import config, types
 from afos.cli import main
@@ -125,7 +126,7 @@ def test_without_a_surrogate_nothing_changes(tmp_path):
     """search.surrogate = none is what every run did before it existed: the fixture's bytes."""
     cfg, _ = config.load_stored(FIXTURES / "fake_v1" / rundir.CONFIG)
     assert cfg.search.surrogate == "none"
-    from test_run import FakeTraining, _same_files, fake_describe  # the fixture's own training
+    from test_run import _same_files
 
     driver.run(cfg, tmp_path / "run", evaluator=FakeTraining(), describe=fake_describe)
     _same_files(tmp_path / "run", FIXTURES / "fake_v1")
