@@ -309,7 +309,7 @@ def test_garbage_in_the_middle_of_the_log_show_warns_check_repairs_and_nothing_i
     assert "line 21 is not valid JSON" in out and "not healthy" in out
     assert main(["check", "--repair", str(run_dir)]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert "moved 1 lines of evaluations.jsonl into evaluations.set-aside.jsonl" in out
+    assert "moved 1 line of evaluations.jsonl into evaluations.set-aside.jsonl" in out
     assert _lines_of(run_dir) == lines  # the log as it was before the damage
     (backup,) = run_dir.glob("evaluations.jsonl.*.bak")
     assert backup.read_text() == "".join(damaged)

@@ -149,6 +149,10 @@ def _span(generations: list[int]) -> str:
     return ", ".join(map(str, generations))
 
 
+def count_lines(n: int) -> str:
+    return f"{n} line{'' if n == 1 else 's'}"
+
+
 def summary(problems: Sequence[Problem], limit: int = 3) -> str:
     """``problems`` in one line: the first few, then how many more."""
     text = "; ".join(p.describe() for p in problems[:limit])
@@ -233,7 +237,7 @@ class Health:
                f"front: {self.front}"]
         fixable = [p for p in self.problems if p.kind != TRUNCATED]
         if fixable:
-            out.append(f"problems: {len(fixable)} lines of the log cannot be kept: {summary(fixable)}")
+            out.append(f"problems: {count_lines(len(fixable))} of the log cannot be kept: {summary(fixable)}")
         if any(p.kind == TRUNCATED for p in self.problems):
             out.append("problems: the last line was cut off by a kill (a resume redoes it)")
         if self.missing:

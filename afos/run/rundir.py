@@ -349,7 +349,7 @@ class Run:
             moved = health.repair_log(self.log, read)
             if moved:
                 backup, side = moved
-                done.append(f"moved {len(read.problems)} lines of {EVALUATIONS} into {side.name} "
+                done.append(f"moved {health.count_lines(len(read.problems))} of {EVALUATIONS} into {side.name} "
                             f"(the log before: {backup.name})")
             self._records = None
             if not self._front_health()[1]:
