@@ -254,16 +254,20 @@ def plot(results: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     styles = {"ga": "-", "random": "--", "ga+knn": "-.", "ga+gp": "-.", "ga+forest": "-.", "random+knn": ":"}
     colours = {"unit": "C0", "none": "C1"}
+    arms = sorted({strategy for strategy, _ in groups})
+    by_arm = len({gain for _, gain in groups}) == 1  # one gain: a colour per arm reads better
     for (strategy, gain), runs in sorted(groups.items()):
         length = min(len(steps) for steps in runs)
         x = np.mean([[s["trainings"] for s in steps[:length]] for steps in runs], axis=0)
         y = np.array([[s["test_accuracy"] for s in steps[:length]] for steps in runs])
-        ax.plot(x, y.mean(axis=0), styles[strategy], color=colours[gain], marker="o", ms=3,
+        colour = f"C{arms.index(strategy)}" if by_arm else colours[gain]
+        ax.plot(x, y.mean(axis=0), styles.get(strategy, "-"), color=colour, marker="o", ms=3,
                 label=f"{strategy}, gain {gain}")
-        ax.fill_between(x, y.min(axis=0), y.max(axis=0), color=colours[gain], alpha=0.08)
+        ax.fill_between(x, y.min(axis=0), y.max(axis=0), color=colour, alpha=0.08)
     for gain, colour in colours.items():
         if f"anchors_{gain}" in results:
-            ax.axhline(results[f"anchors_{gain}"]["relu"], color=colour, ls=":", lw=1, label=f"relu, gain {gain}")
+            ax.axhline(results[f"anchors_{gain}"]["relu"], color="grey" if by_arm else colour, ls=":", lw=1,
+                       label=f"relu, gain {gain}")
     a = results["args"]
     ax.set_xlabel("trainings spent by the search")
     ax.set_ylabel(f"test accuracy of its best so far ({a['val_seeds']} seeds, {a['val_epochs']} epochs)")
