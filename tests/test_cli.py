@@ -3,12 +3,14 @@ import shutil
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
 from afos.cli import main
 from afos.run.rundir import Run
 
+RUN_V1 = Path(__file__).parent / "fixtures" / "run_v1"  # refused before anything is read or written
 TINY = ["--population", "4", "--generations", "1", "--train-size", "256", "--val-size", "128"]
 
 
@@ -46,6 +48,8 @@ def test_search_then_show(tmp_path, capsys):
         (["benchmark", "--quick", "--train-size", "-5"], "fitness.train_size must be at least 0"),
         (["benchmark", "--quick", "--train-size", "100000"], "fitness.train_size 100000 is more than digits"),
         (["benchmark", "--quick", "--seeds", "100000000"], "seeds must be at most 1000"),
+        (["validate", str(RUN_V1), "--seeds", "100000000"], "protocol.validate_seeds must be at most 1000"),
+        (["resume", str(RUN_V1), "--generations", "10000000"], "search.generations must be at most 100000"),
     ],
 )
 def test_bad_input_gives_a_one_line_error(tmp_path, capsys, args, fragment):

@@ -16,12 +16,13 @@ import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 from scipy import stats as sps
 
-from afos.config import Config, search_seeds
+from afos.config import Config, check_limits, search_seeds
 from afos.errors import AfosWarning, ConfigError, RunError
 from afos.expr import STANDARD_ACTIVATIONS
 from afos.fitness import compile_cache
@@ -62,6 +63,8 @@ def validation_spec(run: Run, top: int | None = None, seeds: int | None = None, 
     top, seeds, epochs = top or p.validate_top, seeds or p.validate_seeds, epochs or p.validate_epochs
     if min(top, seeds, epochs) < 1:
         raise ConfigError("--top, --seeds and --epochs must be at least 1")
+    check_limits("protocol", SimpleNamespace(validate_top=top, validate_seeds=seeds,
+                                                        validate_epochs=epochs))  # before any seed is built
     if models:
         model_specs = tuple(bench.parse_model(m) for m in models)
     else:
