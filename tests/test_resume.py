@@ -89,7 +89,7 @@ def _wait_for_lines(run_dir: Path, n: int, proc, timeout: float = 300.0) -> None
 def test_sigkill_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_path, baseline):
     rng = random.Random(11)
     killed = 0
-    for trial in range(4):
+    for trial in range(3):
         run_dir = tmp_path / f"trial{trial}"
         proc = _afos("search", "--run-dir", str(run_dir), *ARGS)
         _wait_for_lines(run_dir, rng.randint(0, 6), proc)  # a random moment: after k finished lines...
@@ -104,7 +104,7 @@ def test_sigkill_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_
             proc.communicate()
         _finish(run_dir)
         _assert_same_run(run_dir, baseline)
-    assert killed >= 3  # the kills really landed inside the runs
+    assert killed >= 2  # the kills really landed inside the runs
 
 
 @pytest.mark.parametrize("kill_at", [1, 2])

@@ -162,7 +162,7 @@ def test_kill_9_anywhere_then_resume_equals_the_uninterrupted_run(tmp_path):
     total = sum(r.status in (types.OK, types.ANCHOR) for r in Run.open(baseline).records())
     env = {**os.environ, "TESTS": str(Path(__file__).parent)}
     rng = random.Random(3)
-    for trial, kill_at in enumerate(sorted(rng.sample(range(2, total), 2))):
+    for trial, kill_at in enumerate(sorted(rng.sample(range(2, total), 1))):
         run_dir = tmp_path / f"trial{trial}"
         proc = subprocess.run([sys.executable, "-c", KILLER, str(run_dir)], env={**env, "KILL_AT": str(kill_at)},
                               capture_output=True, text=True, timeout=300)
