@@ -254,7 +254,7 @@ def test_a_checkpoint_ahead_of_the_log_is_refused_saying_what_is_missing(tmp_pat
 
 
 @pytest.mark.parametrize("keep", [3, 16, 22, 32])
-def test_both_checkpoints_unreadable_the_log_is_replayed_to_the_uninterrupted_run(tmp_path, keep):
+def test_both_checkpoints_unreadable_the_log_is_replayed_to_the_uninterrupted_run(tmp_path, keep, capsys):
     """The log and the config determine the whole search: replaying it through the deterministic search
     rebuilds the state, and the run ends with the files an uninterrupted run wrote, training only what the log
     does not hold."""
@@ -265,6 +265,9 @@ def test_both_checkpoints_unreadable_the_log_is_replayed_to_the_uninterrupted_ru
     _write_lines(run_dir, kept)
     (run_dir / rundir.CHECKPOINT).write_text('{"format": "afos-checkpoint", "gen')
     (run_dir / rundir.PREVIOUS_CHECKPOINT).write_text("\0\0\0")
+    assert main(["check", str(run_dir)]) == 1
+    out = capsys.readouterr().out
+    assert "checkpoint: none readable (no readable checkpoint" in out and "rebuilds the search state" in out
 
     class Recording(FakeTraining):
         calls: list[tuple[str, int]] = []

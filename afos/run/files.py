@@ -38,6 +38,16 @@ def write_text_atomic(path: Path, text: str) -> None:
         os.close(dir_fd)
 
 
+def unused_path(parent: Path, base: str, suffix: str = "") -> Path:
+    """``parent/<base><suffix>``, or ``<base>-2<suffix>``, ``-3``, ... where that exists: a new file's name
+    beside others, never one that is there."""
+    path, n = parent / f"{base}{suffix}", 1
+    while path.exists():
+        n += 1
+        path = parent / f"{base}-{n}{suffix}"
+    return path
+
+
 def json_text(data: Any) -> str:
     return json.dumps(data, sort_keys=True, allow_nan=False)
 

@@ -34,7 +34,7 @@ from afos import types
 from afos.config import Config
 from afos.errors import RunError, read_text
 from afos.ga import halving
-from afos.run.files import append_jsonl, write_text_atomic
+from afos.run.files import append_jsonl, unused_path, write_text_atomic
 from afos.run.records import ANCHOR_GENERATION, Evaluation
 
 SET_ASIDE = "evaluations.set-aside.jsonl"  # what a repair moved out of the log, never deleted
@@ -173,10 +173,7 @@ def keep_aside(path: Path) -> str | None:
     (None: there is no such file)."""
     if not path.exists():
         return None
-    target, n = path.with_name(f"{path.stem}.damaged{path.suffix}"), 1
-    while target.exists():
-        n += 1
-        target = path.with_name(f"{path.stem}.damaged-{n}{path.suffix}")
+    target = unused_path(path.parent, f"{path.stem}.damaged", path.suffix)
     os.replace(path, target)
     return target.name
 
@@ -187,11 +184,7 @@ def repair_log(path: Path, read: LogRead) -> tuple[Path, Path] | None:
     nothing needed moving. The caller holds the run's lock."""
     if not read.problems:
         return None
-    backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}.bak")
-    n = 1
-    while backup.exists():
-        n += 1
-        backup = path.with_name(f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}-{n}.bak")
+    backup = unused_path(path.parent, f"{path.name}.{time.strftime('%Y%m%d-%H%M%S')}", ".bak")
     shutil.copy2(path, backup)
     side = set_aside(path, read.problems)  # first into the side file: a crash in between loses nothing
     write_text_atomic(path, "".join(text + "\n" for text in read.texts))
@@ -231,7 +224,8 @@ class Health:
     def describe(self) -> list[str]:
         """A few lines for a person: what the directory holds, each problem and what to do about it."""
         gens = f", generations {_span(list(self.generations))}" if self.generations else ", no generation yet"
-        at = "none yet" if self.checkpoint is None and not self.checkpoint_note else f"generation {self.checkpoint}"
+        at = f"generation {self.checkpoint}" if self.checkpoint is not None else (
+            "none readable" if self.checkpoint_note else "none yet")
         out = [f"log: {self.lines} lines ({self.anchors} anchors{gens})",
                f"checkpoint: {at}" + (f" ({self.checkpoint_note})" if self.checkpoint_note else ""),
                f"front: {self.front}"]

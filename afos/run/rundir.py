@@ -37,7 +37,7 @@ from afos.ga import memo
 from afos.ga.front import FrontEntry, ranked
 from afos.run import health
 from afos.run import records as records_lib
-from afos.run.files import append_jsonl, read_jsonl, repair_jsonl, write_text_atomic
+from afos.run.files import append_jsonl, read_jsonl, repair_jsonl, unused_path, write_text_atomic
 from afos.run.lock import Messenger, run_lock
 from afos.run.records import Evaluation
 
@@ -311,17 +311,15 @@ class Run:
     def health(self) -> health.Health:
         """The directory checked: the log line by line and against the checkpoint, the front (``afos check``)."""
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # what they warn about is what the report says
-            records, note = self.records(), ""
+            warnings.simplefilter("ignore")  # the log's problems are what the report lists
+            records = self.records()
+        with warnings.catch_warnings(record=True) as caught:  # a fallback to the previous checkpoint: its note
+            warnings.simplefilter("always")
             try:
-                body = self.checkpoint()
+                body, notes = self.checkpoint(), [str(w.message) for w in caught]
             except RunError as err:
-                body, note = None, str(err).removeprefix(f"{self.path}: ")
-            else:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    self.checkpoint()
-                note = "; ".join(str(w.message).removeprefix(f"{self.path}: ") for w in caught)
+                body, notes = None, [str(err)]
+        note = "; ".join(n.removeprefix(f"{self.path}: ") for n in notes)
         front, front_ok = self._front_health()
         return health.Health(
             self.path, len(records), tuple(sorted({r.generation for r in records if r.generation >= 0})),
@@ -344,8 +342,7 @@ class Run:
         sentence each (empty: nothing to repair). Takes the run's lock."""
         done = []
         with self.lock(reporter):
-            self._records = None
-            read = health.read_log(self.log)
+            read = health.read_log(self.log)  # afresh, under the lock
             moved = health.repair_log(self.log, read)
             if moved:
                 backup, side = moved
@@ -382,13 +379,7 @@ class Run:
 
 def new_run_dir(root: str | Path = "runs") -> Path:
     """``root/<date>-<time>`` (with a counter if that exists): where a search goes unless told otherwise."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path(root) / stamp
-    n = 1
-    while path.exists():
-        n += 1
-        path = Path(root) / f"{stamp}-{n}"
-    return path
+    return unused_path(Path(root), time.strftime("%Y%m%d-%H%M%S"))
 
 
 def _read_checkpoint_file(path: Path) -> dict[str, Any]:
