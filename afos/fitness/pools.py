@@ -21,7 +21,7 @@ from afos import types
 from afos.config import FitnessSettings
 from afos.expr import Candidate
 from afos.fitness.evaluator import Evaluator, Results, run
-from afos.run.memory import FitnessMemory, protocol_key, protocol_settings
+from afos.run.memory import FitnessMemory, key_of, protocol_settings
 from afos.types import Fitness
 
 POLL_SECONDS = 0.5  # waits are cut into slices this long, so Ctrl-C is seen while workers train
@@ -155,15 +155,14 @@ class Remembering:
         self.inner, self.memory, self.fitness = inner, memory, fitness
 
     def evaluate(self, candidates: Sequence[Candidate], seeds: Sequence[int], epochs: int | None = None) -> Results:
-        protocol = protocol_key(self.fitness, seeds, epochs)
-        rest = []
+        settings = protocol_settings(self.fitness, seeds, epochs)
+        protocol, rest = key_of(settings), []
         for i, c in enumerate(candidates):
             known = self.memory.get(protocol, c.fingerprint)
             if known is None:
                 rest.append(i)
             else:
                 yield i, dataclasses.replace(known, status=types.CACHED, seconds=0.0)
-        settings = protocol_settings(self.fitness, seeds, epochs)
         for j, fit in run(self.inner, [candidates[i] for i in rest], seeds, epochs):
             yield rest[j], fit
             c = candidates[rest[j]]  # the caller took it: the run's line is written

@@ -42,7 +42,7 @@ from afos.ga.memo import Known, Memo
 from afos.ga.strategy import Search, SearchState
 from afos.run import start
 from afos.run.lock import stop_on_sigint
-from afos.run.memory import FitnessMemory, protocol_key
+from afos.run.memory import FitnessMemory, run_protocol
 from afos.run.records import ANCHOR_GENERATION, Evaluation
 from afos.run.rundir import Run
 from afos.types import Fitness
@@ -265,7 +265,7 @@ def _drive(run: Run, search: Search, state: SearchState, evaluator: Evaluator,
         run.ensure_checkpoint(search.save(state))
         loop = _Loop(run, search, evaluator, reporter, stop, memory)
         if memory is not None:
-            known = len(memory.entries(protocol_key(run.config.fitness, loop.fitness_seeds, loop.epochs[0])))
+            known = len(memory.entries(run_protocol(run.config)))
             reporter.message(f"fitness memory {memory.path}: {known} function(s) known under this run's protocol")
         try:
             loop.anchors()

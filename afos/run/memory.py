@@ -72,8 +72,19 @@ def protocol_settings(fitness: FitnessSettings, seeds: Sequence[int], epochs: in
 
 def protocol_key(fitness: FitnessSettings, seeds: Sequence[int], epochs: int | None = None) -> str:
     """The hash of ``protocol_settings``: fitness values of equal keys are measurements of the same training."""
-    text = json.dumps(protocol_settings(fitness, seeds, epochs), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return key_of(protocol_settings(fitness, seeds, epochs))
+
+
+def key_of(settings: dict) -> str:
+    """The key of a protocol described by ``protocol_settings``."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def run_protocol(config: Config) -> str:
+    """The protocol of a run's new individuals: its search's own training length on its fitness seeds."""
+    p = config.protocol
+    seeds = config_lib.search_seeds(config.fitness, p.max_seeds)[: p.fitness_seeds]
+    return protocol_key(config.fitness, seeds, halving.rung_epochs(config)[0])
 
 
 def _to_json(fit: Fitness) -> str:
@@ -185,9 +196,7 @@ class FitnessMemory:
     def prior(self, config: Config) -> list[dict[str, Any]]:
         """What the memory holds for a run of ``config`` (its search's own training on its fitness seeds), as
         a surrogate learns it: {expr, gain, value, fingerprint}, in the order written."""
-        p, fitness = config.protocol, config.fitness
-        seeds = config_lib.search_seeds(fitness, p.max_seeds)[: p.fitness_seeds]
-        entries = self.entries(protocol_key(fitness, seeds, halving.rung_epochs(config)[0]))
+        entries = self.entries(run_protocol(config))
         return [{"expr": e.expr, "gain": e.gain, "value": surrogate.target(e.fitness), "fingerprint": e.fingerprint}
                 for e in entries]
 
