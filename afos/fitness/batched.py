@@ -45,8 +45,8 @@ class Trainer:
         traces: how many times the training step was traced (compiled), for tests and benchmarks.
     """
 
-    def __init__(self, problem: FitnessProblem, seed: int, shape: Shape):
-        self.act = InterpretedAct(shape)
+    def __init__(self, problem: FitnessProblem, seed: int, shape: Shape, act: nnx.Module | None = None):
+        self.act = InterpretedAct(shape) if act is None else act  # another runtime of the same programs
         # selu=False: SELU candidates take the exact path (their model differs: LeCun init, AlphaDropout)
         self.model = problem.model(self.act, seed, selu=False)
         self.graphdef, _ = nnx.split(self.model)

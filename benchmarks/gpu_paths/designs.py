@@ -40,29 +40,6 @@ from afos.fitness.train import TrainResult
 from gpu_paths.pallas_act import PackedAct
 
 
-class KernelTrainer(Trainer):
-    """``afos.fitness.batched.Trainer`` around a ``PackedAct`` instead of the interpreter (same training)."""
-
-    def __init__(self, problem: FitnessProblem, seed: int, shape: Shape, runtime: str):
-        # Trainer.__init__ with the activation module swapped (kept in step with it by hand: a prototype)
-        self.act = PackedAct(shape, runtime)
-        self.model = problem.model(self.act, seed, selu=False)
-        self.graphdef, _ = nnx.split(self.model)
-        self.tx = problem.optimizer()
-        self.opt_state = self.tx.init(nnx.state(self.model, nnx.Param))
-        self.dataset, self.shape = problem.dataset, shape
-        self.traces = 0
-        train_step, self.eval_step = train.make_steps(self.graphdef, self.tx)
-
-        @jax.jit
-        def counted_step(state, opt_state, x, y):
-            self.traces += 1
-            return train_step(state, opt_state, x, y)
-
-        self.train_step = counted_step
-        self.epochs = problem.batches(seed)
-
-
 class KernelBatched(Batched):
     """The batched backend with a ``pallas_act`` runtime as the activation (``loop`` or ``vmap`` mode)."""
 
@@ -73,7 +50,8 @@ class KernelBatched(Batched):
     def trainer(self, seed: int, epochs: int | None = None) -> Trainer:
         key = (seed, None if epochs == self.problem.settings.epochs else epochs)
         if key not in self.trainers:
-            self.trainers[key] = KernelTrainer(self.problem.with_epochs(epochs), seed, self.shape, self.runtime)
+            act = PackedAct(self.shape, self.runtime)
+            self.trainers[key] = Trainer(self.problem.with_epochs(epochs), seed, self.shape, act)
         return self.trainers[key]
 
 
