@@ -27,7 +27,7 @@ from flax import nnx
 from scipy.stats import spearmanr
 from sklearn.model_selection import KFold
 from sklearn.neighbors import KNeighborsRegressor
-from surrogate_fit import trained  # the same functions, read the same way
+from surrogate_fit import distinct  # the same functions, read the same way
 
 from afos.expr import parse
 from afos.expr.compile import to_jax
@@ -82,13 +82,8 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     runs = [Run.open(path) for path in args.runs]
-    examples = {}
-    for run in runs:
-        for gen, e in trained(run):
-            if gen >= 0:
-                examples.setdefault((e.expr, e.gain), e)
-    chosen = random.Random(0).sample(sorted(examples.values(), key=lambda e: e.expr), min(args.sample,
-                                                                                          len(examples)))
+    examples = sorted(distinct(runs), key=lambda e: e.expr)
+    chosen = random.Random(0).sample(examples, min(args.sample, len(examples)))
     problem = FitnessProblem(runs[0].config.fitness)
     ds = problem.dataset
     x, y = np.asarray(ds.train.x[:BATCH]), np.asarray(ds.train.y[:BATCH])

@@ -45,6 +45,16 @@ def trained(run: Run) -> list[tuple[int, surrogate.Example]]:
     return out
 
 
+def distinct(runs: list[Run]) -> list[surrogate.Example]:
+    """Every function the runs' generations trained, once (by expression and gain), in the order first met."""
+    out: dict = {}
+    for run in runs:
+        for g, e in trained(run):
+            if g >= 0:
+                out.setdefault((e.expr, e.gain), e)
+    return list(out.values())
+
+
 def _predict(kind: str, train: list[surrogate.Example], test: list[surrogate.Example], cache: dict) -> np.ndarray:
     model = surrogate.Surrogate(kind, train, cache)
     return np.array(model.predict([(parse(e.expr), e.gain, e.expr) for e in test]))
@@ -87,12 +97,7 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     runs = [Run.open(path) for path in args.runs]
-    distinct = {}
-    for run in runs:
-        for g, e in trained(run):
-            if g >= 0:
-                distinct.setdefault((e.expr, e.gain), e)
-    examples = list(distinct.values())
+    examples = distinct(runs)
     cache: dict = {}
     results = {"runs": [str(r.path) for r in runs]}
     print(f"{len(runs)} runs, {len(examples)} distinct trained functions")
