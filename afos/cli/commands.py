@@ -83,20 +83,12 @@ def _finish_search(run_dir: Path, validate: bool = False) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from afos.run import driver, start
+    from afos.run import driver
 
     config = config_from_args(args, config_lib.load(args.config) if args.config else config_lib.Config())
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir()
-    Run.check_free(run_dir)
     reporter = RichReporter(config.search.generations, "search")
-    config = start.prepare(config, reporter.message)  # before any data is loaded or directory created
-    f = config.fitness
-    task = f"objective [bold]{f.objective}[/]" if f.objective else \
-        f"dataset [bold]{f.dataset}[/] ({start.describe_sizes(config)}), model [bold]{f.model}[/]"
-    console.print(f"afos search: space [bold]{config.space.name}[/], {task}, "
-                  f"population {config.search.population}, generations {config.search.generations}, "
-                  f"gain {config.fitness.gain}, run directory [bold]{run_dir}[/]")
-    try:
+    try:  # the driver checks every input before any work, then says what starts (start.start_line)
         driver.run(config, run_dir, reporter)
     finally:
         reporter.close()

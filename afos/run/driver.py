@@ -329,8 +329,8 @@ def run(config: Config, run_dir: str | Path, reporter: SearchReporter | None = N
     compile_cache.enable(config.evaluator.compilation_cache)  # before the screen's first compilation
     config = start.prepare(config, reporter.message, describe)  # every input checked before any work
     search = Search(config, describe or screen_of(config))
-    search.seed_individuals()  # a warm-start function the space cannot build fails here, before any work
     Run.check_free(run_dir)
+    reporter.message(start.start_line(config, run_dir))
     with _memory(search.config, run_dir) as memory, _evaluator(search.config, evaluator, reporter) as scorer:
         run_ = Run.create(run_dir, _decided(search.config))
         if memory is not None and search.config.search.surrogate != "none":

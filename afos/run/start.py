@@ -115,3 +115,13 @@ def describe_sizes(config: Config) -> str:
         return f"{f.train_size or 'all'} training and {f.val_size or 'all'} validation images"
     used = data_lib.subset_sizes(f.dataset, sizes, f.train_size, f.val_size)
     return f"{used.train} training and {used.val} validation images"
+
+
+def start_line(config: Config, run_dir) -> str:
+    """What a new search of a ``prepare``d config says as it starts: the space, the task and its sizes, the
+    population, generations, gain and run directory."""
+    f = config.fitness
+    task = f"objective {f.objective}" if f.objective else \
+        f"dataset {f.dataset} ({describe_sizes(config)}), model {f.model}"
+    return (f"space {config.space.name}, {task}, population {config.search.population}, generations "
+            f"{config.search.generations}, gain {f.gain}, run directory {run_dir}")
