@@ -226,12 +226,9 @@ class Run:
         write_text_atomic(self.path / PARETO, records_lib.pareto_csv(front))
 
     def prior(self) -> list[dict[str, Any]]:
-        """What a fitness memory held for the run's protocol when it started ({expr, gain, value}): a resume
-        warms its surrogate with these, whatever the memory holds now."""
-        path = self.path / PRIOR
-        if not path.exists():
-            return []
-        return [{"expr": r["expr"], "gain": r.get("gain"), "value": r["value"]} for r in read_jsonl(path)]
+        """What a fitness memory held for the run's protocol when it started ({expr, gain, value, fingerprint}):
+        a resume warms its surrogate with these, whatever the memory holds now."""
+        return read_jsonl(self.path / PRIOR)  # none: []
 
     def write_prior(self, rows: list[dict[str, Any]]) -> None:
         write_text_atomic(self.path / PRIOR, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
