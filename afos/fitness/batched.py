@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax import lax
 
 from afos.errors import ConfigError
 from afos.expr import Candidate
@@ -106,18 +105,7 @@ class Trainer:
     @property
     def vmapped_epoch(self):
         if not hasattr(self, "_vmapped_epoch"):
-            step = jax.vmap(self.train_step, in_axes=(0, 0, None, None))
-
-            @jax.jit
-            def epoch(states, opts, x, y, idx):
-                def body(carry, batch):
-                    states, opts, loss = step(*carry, x[batch], y[batch])
-                    return (states, opts), loss
-
-                (states, opts), losses = lax.scan(body, (states, opts), idx)
-                return states, opts, losses
-
-            self._vmapped_epoch = epoch
+            self._vmapped_epoch = jax.jit(train.scan_epoch(jax.vmap(self.train_step, in_axes=(0, 0, None, None))))
         return self._vmapped_epoch
 
     def vmapped_score(self, states: nnx.State, split: Split, batch_size: int = 1024) -> tuple[np.ndarray, ...]:

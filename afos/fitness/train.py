@@ -70,6 +70,22 @@ def make_steps(graphdef: nnx.GraphDef, tx: optax.GradientTransformation):
     return train_step, eval_step
 
 
+def scan_epoch(step: Callable) -> Callable:
+    """An epoch as one ``lax.scan`` of ``step(state, opt_state, x, y) -> (state, opt_state, loss)`` over the
+    index batches ``idx`` (a model's step, or a population's vmapped one): ``epoch(state, opt_state, x, y,
+    idx) -> (state, opt_state, losses)``, to be jitted by the caller."""
+
+    def epoch(state, opt_state, x, y, idx):
+        def body(carry, batch):
+            s, o, loss = step(*carry, x[batch], y[batch])
+            return (s, o), loss
+
+        (state, opt_state), losses = jax.lax.scan(body, (state, opt_state), idx)
+        return state, opt_state, losses
+
+    return epoch
+
+
 def epoch_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """One epoch of index batches (last partial batch dropped), shuffled by ``rng``."""
     perm = rng.permutation(n)

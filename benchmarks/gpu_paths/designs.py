@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax import lax
 
 from afos.expr import Candidate
 from afos.expr.compile import to_jax
@@ -74,14 +73,7 @@ class Pipelined(PerSeed):
         opt = tx.init(nnx.state(model, nnx.Param))
         step, eval_step = train.make_steps(graphdef, tx)
 
-        def epoch(state, opt, x, y, idx):
-            def body(carry, batch):
-                s, o, loss = step(*carry, x[batch], y[batch])
-                return (s, o), loss
-
-            (state, opt), losses = lax.scan(body, (state, opt), idx)
-            return state, opt, losses
-
+        epoch = train.scan_epoch(step)
         split = self.problem.dataset.train
         x, y = jnp.asarray(split.x), jnp.asarray(split.y)
         idx = [jnp.asarray(np.stack(b)) for b in self.problem.batches(seed)]
