@@ -6,16 +6,21 @@ standard activation ``s`` (``b > 0``; ``a`` by least squares for each ``b``, ``b
 with a bounded scalar search) on a probe of [-6, 6] and names the first ``s`` that fits to a relative RMS error
 below ``TOLERANCE``; the scales are written as simple numbers where they are one (``sqrt(2)``, ``1/2``, ``3``).
 NumPy only (``afos.expr.numeric``): ``afos show`` and ``afos export`` name functions without JAX.
+
+``affine_fit(f, t)`` asks the wider question a planted task needs (``afos.examples.planted``): is ``f`` the
+function ``t`` up to affine maps of input and output, ``f(x) = a * t(b*x + c) + d``? A network absorbs all four
+numbers into the weights and biases around the activation, so such an ``f`` is the same activation to it.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import sympy
-from scipy.optimize import minimize_scalar
+from scipy.optimize import minimize, minimize_scalar
 
 from afos.errors import AfosError
 from afos.expr import ir, numeric
@@ -99,3 +104,85 @@ def label(expression: str) -> str:
     except AfosError:
         return expression
     return expression if name is None or name == expression else f"{expression} (= {name})"
+
+
+# --- equality up to affine maps of input and output ------------------------------------------------------------
+
+AFFINE_PROBE = np.linspace(-4.0, 4.0, 321)  # where a unit-gain activation's inputs lie (N(0, 1) pre-activations)
+AFFINE_TOLERANCE = 1e-4  # relative RMS error of the best a * t(b*x + c) + d: equal but for rounding (as TOLERANCE)
+# The input maps considered: |b| in [1/4, 4], |c| <= 4. A smaller |b| would zoom into a part of t small enough
+# to look like any smooth function (cos(b*x) is a parabola as b -> 0): a degenerate limit, not an equality.
+_AFFINE_SCALES = np.exp(np.linspace(np.log(0.25), np.log(4.0), 41))
+_AFFINE_SHIFTS = np.linspace(-4.0, 4.0, 41)
+
+
+@dataclass(frozen=True)
+class AffineFit:
+    """The best ``a * t(b*x + c) + d`` for a function ``f`` on ``AFFINE_PROBE``, and its relative RMS error (the
+    RMS of the residual over the standard deviation of ``f``; 1 where ``t`` explains nothing of ``f``)."""
+
+    a: float
+    b: float
+    c: float
+    d: float
+    error: float
+
+    @property
+    def equal(self) -> bool:
+        return self.error <= AFFINE_TOLERANCE
+
+
+def _correlations(f: np.ndarray, node: ir.Node, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Pearson correlation of ``f`` with ``t(b_i * x + c_i)`` over the probe, for every pair (b_i, c_i)."""
+    s = _values(node, b[:, None] * AFFINE_PROBE + c[:, None])
+    s = np.where(np.isfinite(s), s, np.nan)
+    fc = f - f.mean()
+    sc = s - s.mean(axis=1, keepdims=True)
+    with np.errstate(all="ignore"):
+        r = (sc @ fc) / np.sqrt(np.sum(sc * sc, axis=1) * float(fc @ fc))
+    return np.where(np.isfinite(r), r, 0.0)
+
+
+def affine_fit(f_expr: sympy.Expr, t_expr: sympy.Expr) -> AffineFit:
+    """The ``a * t(b*x + c) + d`` closest to ``f`` (least squares on ``AFFINE_PROBE``): ``a`` and ``d`` exactly
+    for each input map, the input map ``(b, c)`` by a grid over ``|b|`` in [1/4, 4] (both signs) and ``c`` in
+    [-4, 4], refined by Nelder-Mead from the best grid points. Raises ``AfosError`` for a function afos cannot
+    compute."""
+    f = _values(ir.lower(f_expr), AFFINE_PROBE)
+    node = ir.lower(t_expr)
+    if not np.all(np.isfinite(f)) or np.ptp(f) == 0.0:
+        return AffineFit(0.0, 1.0, 0.0, float(np.nan_to_num(f.mean())), 1.0)
+    bs = np.concatenate([_AFFINE_SCALES, -_AFFINE_SCALES])
+    grid_b, grid_c = (g.ravel() for g in np.meshgrid(bs, _AFFINE_SHIFTS, indexing="ij"))
+    r = np.abs(_correlations(f, node, grid_b, grid_c))
+    lo, hi = math.log(_AFFINE_SCALES[0]), math.log(_AFFINE_SCALES[-1])
+
+    def loss(v: np.ndarray, sign: float) -> float:
+        b = sign * math.exp(min(max(v[0], lo), hi))
+        c = min(max(v[1], _AFFINE_SHIFTS[0]), _AFFINE_SHIFTS[-1])
+        return 1.0 - abs(float(_correlations(f, node, np.array([b]), np.array([c]))[0]))
+
+    best = (1.0 - float(r.max()), float(grid_b[np.argmax(r)]), float(grid_c[np.argmax(r)]))
+    for i in np.argsort(-r)[:3]:
+        sign = math.copysign(1.0, grid_b[i])
+        start = np.array([math.log(abs(grid_b[i])), grid_c[i]])
+        out = minimize(loss, start, args=(sign,), method="Nelder-Mead",
+                       options={"xatol": 1e-9, "fatol": 1e-15, "maxiter": 2000})
+        if out.fun < best[0]:
+            best = (float(out.fun), sign * math.exp(min(max(out.x[0], lo), hi)),
+                    min(max(float(out.x[1]), _AFFINE_SHIFTS[0]), _AFFINE_SHIFTS[-1]))
+    _, b, c = best
+    s = _values(node, b * AFFINE_PROBE + c)
+    design = np.stack([s, np.ones_like(s)], axis=1)
+    (a, d), *_ = np.linalg.lstsq(design, f, rcond=None)
+    error = math.sqrt(float(np.mean((f - a * s - d) ** 2))) / float(np.std(f))
+    return AffineFit(float(a), b, c, float(d), error)
+
+
+def recovers(f_expr: sympy.Expr, t_expr: sympy.Expr) -> bool:
+    """Whether ``f`` is ``t`` up to affine maps of input and output (``affine_fit``); False for a function afos
+    cannot compute."""
+    try:
+        return affine_fit(f_expr, t_expr).equal
+    except AfosError:
+        return False
