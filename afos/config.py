@@ -66,6 +66,9 @@ class FitnessSettings:
     # empty: what the objective declares (its attribute ``direction``), else "max" (a run stores the decision).
     objective: str = ""
     direction: str = ""
+    # the objective's settings (--objective-option KEY=VALUE): those it declares, resolved and stored when a run
+    # starts (afos.fitness.own.resolve_options); empty: none, what every run before them meant.
+    objective_options: dict[str, Any] = field(default_factory=dict)
 
 
 DIRECTIONS = ("", "max", "min")  # of a user's objective: a score to maximise, or a loss to minimise
@@ -136,9 +139,10 @@ class Config:
         return dataclasses.replace(self, space=space_lib.load(self.search.space))
 
     def to_dict(self) -> dict[str, Any]:
+        fitness = dataclasses.asdict(self.fitness)  # without objective options: as stored before they existed
         out = {
             "search": dataclasses.asdict(self.search),
-            "fitness": dataclasses.asdict(self.fitness),
+            "fitness": {k: v for k, v in fitness.items() if k != "objective_options" or v},
             "evaluator": dataclasses.asdict(self.evaluator),
             "protocol": dataclasses.asdict(self.protocol),
         }
@@ -174,8 +178,8 @@ def parse_section(cls, data: dict, where: str, error: type[Exception] = ConfigEr
 
 def describe_type(default: Any) -> str:
     """How an error names the type of a setting whose default is ``default``."""
-    return {bool: "true or false", int: "an integer", float: "a number", str: "text", list: "a list"}.get(
-        type(default), f"a {type(default).__name__}")
+    return {bool: "true or false", int: "an integer", float: "a number", str: "text", list: "a list",
+            dict: "a table of KEY = VALUE"}.get(type(default), f"a {type(default).__name__}")
 
 
 def from_dict(data: dict[str, Any], source: str = "config", limits: bool = True) -> Config:
@@ -237,6 +241,8 @@ def check_fitness(f: FitnessSettings, error: type[Exception] = ConfigError, limi
         (all(w >= 1 for w in f.topology), "fitness.topology must be positive layer widths"),
         (all(w <= MAX_WIDTH for w in f.topology), f"fitness.topology: layer widths must be at most {MAX_WIDTH}, "
                                                   f"got {list(f.topology)}"),
+        (bool(f.objective) or not f.objective_options, "fitness.objective_options are options of an objective, "
+                                                       "and no objective is set (--objective)"),
     ]
     for ok, message in checks:
         if not ok:
@@ -339,8 +345,7 @@ def override(config: Config, **sections: dict[str, Any]) -> Config:
         if name not in SECTIONS:
             raise ConfigError(f"unknown config section {name!r}")
         changes = {k: v for k, v in changes.items() if v is not None}
-        merged = parse_section(SECTIONS[name], dataclasses.asdict(parts[name]) | changes, f"[{name}]")
-        parts[name] = merged
+        parts[name] = parse_section(SECTIONS[name], dataclasses.asdict(parts[name]) | changes, f"[{name}]")
     space_changed = sections.get("search", {}).get("space") not in (None, config.search.space)
     new = Config(**parts, space=None if space_changed else config.space)
     validate(new, limits=False)  # what was there before keeps its meaning (a stored run's); what changes is new
@@ -387,13 +392,8 @@ def differences(old: Config, new: Config, free: tuple[str, ...] = FREE_ON_RESUME
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out |= _flatten(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+    return {key: value for k, v in d.items()
+            for key, value in (_flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {prefix + k: v}).items()}
 
 
 def dumps(config: Config) -> str:

@@ -165,10 +165,20 @@ def test_every_fitness_setting_but_where_the_data_is_enters_the_key():
     base = FitnessSettings()
     keys = {protocol_key(base, [0]), protocol_key(base, [1]), protocol_key(base, [0, 1]), protocol_key(base, [0], 2)}
     assert len(keys) == 4 and protocol_key(base, [0], base.epochs) == protocol_key(base, [0])
-    other = {str: "other", int: 7, float: 0.5, tuple: (3,)}
+    other = {str: "other", int: 7, float: 0.5, tuple: (3,), dict: {"target": "x*sin(x)"}}
     for field in dataclasses.fields(FitnessSettings):
         changed = dataclasses.replace(base, **{field.name: other[type(getattr(base, field.name))]})
         assert (protocol_key(changed, [0]) == protocol_key(base, [0])) == (field.name == "data_dir"), field.name
+
+
+def test_memories_written_before_objective_options_keep_their_keys():
+    """The keys the version before objective options computed (a memory written then is still read)."""
+    assert protocol_key(FitnessSettings(), [0]) == "0c8e9d7990a631e9dc49f93bd7e8ffab0291f18ef7094c439b530f0ab689b074"
+    charlm = FitnessSettings(objective="charlm", direction="min")
+    assert protocol_key(charlm, [0, 1], 2) == "f3285bd3bf8ded976b71bf3438353251b335f4bfda7d12929371e1c943479975"
+    planted = dataclasses.replace(charlm, objective="planted")
+    options = [dataclasses.replace(planted, objective_options={"target": t}) for t in ("x*sin(x)", "sin(x)")]
+    assert len({protocol_key(s, [0]) for s in (planted, *options)}) == 3
 
 
 # --- two writers ----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from afos import config as config_lib
-from afos.cli.display import BenchProgress, RichReporter, console, print_run
+from afos.cli.display import BenchProgress, RichReporter, console, print_calibration, print_run
 from afos.errors import ConfigError, RunError
 from afos.run.lock import ignore_sigint
 from afos.run.rundir import Run, new_run_dir
@@ -29,6 +29,20 @@ def parse_integers(text: str | None, option: str, what: str) -> list[int] | None
     if not values or any(v < 1 for v in values):
         raise ConfigError(f"{option} must be comma-separated positive {what}, got {text!r}")
     return values
+
+
+def parse_options(items: list[str] | None, base: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """``--objective-option KEY=VALUE`` (repeated) over ``base`` (a config file's); None where none is given.
+    The values stay text: the objective's declared types convert them (``afos.fitness.own.resolve_options``)."""
+    if not items:
+        return None
+    out = dict(base or {})
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--objective-option must be KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def parse_topology(text: str | None) -> list[int] | None:
@@ -55,6 +69,7 @@ def config_from_args(args: argparse.Namespace, base: config_lib.Config) -> confi
                 "seed": args.seed, "init_exprs": _init_exprs(args), "strategy": args.strategy,
                 "surrogate": args.surrogate, "oversample": args.oversample, "explore": args.explore},
         fitness={"dataset": args.dataset, "model": args.model, "objective": args.objective,
+                 "objective_options": parse_options(args.objective_options, base.fitness.objective_options),
                  "direction": args.direction, "epochs": args.epochs, "gain": args.gain,
                  "batch_size": args.batch_size, "seed": args.seed, "train_size": args.train_size,
                  "val_size": args.val_size, "topology": parse_topology(args.topology), "data_dir": args.data_dir},
@@ -178,6 +193,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                                                  "train_size", "val_size", "test_size", "data_dir", "gain", "metric",
                                                  "objective", "direction",
                                                  "baseline", "blocks")}
+    given["objective_options"] = parse_options(args.objective_options, values.get("objective_options"))
     spec = bench.make_spec(values | {k: v for k, v in given.items() if v is not None})
     out = Path(args.out) if args.out else runner.default_out_dir(spec)
     console.print(f"afos benchmark: {len(bench.cells(spec))} cells into [bold]{out}[/] (run the same command "
@@ -196,6 +212,23 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     files = report.build(out)
     print(stats.markdown(stats.compare(*runner.read_results(out))))
     print(f"report: {files.html} and {files.markdown}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from afos.study import planted
+
+    for name, value, low in (("--seeds", args.seeds, 2), ("--random", args.random, 0)):
+        if not low <= value <= config_lib.LIMITS["protocol.validate_seeds"]:
+            raise ConfigError(f"{name} must be between {low} and {config_lib.LIMITS['protocol.validate_seeds']}, "
+                              f"got {value}")
+    options = parse_options(args.objective_options) or {}
+    settings = planted.with_options(config_lib.FitnessSettings(objective=args.objective),
+                                    {**options, "target": args.target})
+    console.print(f"afos calibrate: {args.target} against {len(config_lib.DEFAULT_ANCHORS)} anchors and "
+                  f"{args.random} random functions of space {args.space}, {args.seeds} seeds")
+    result = planted.calibrate(settings, args.seeds, args.random, args.space, draw_seed=args.draw_seed)
+    print_calibration(result)
     return 0
 
 

@@ -27,6 +27,7 @@ from afos.ga import surrogate
 from afos.ga.front import FrontEntry, ranked
 from afos.run.records import Evaluation, format_validation_row
 from afos.run.rundir import Run
+from afos.study.planted import recovery_line
 from afos.study.verdict import judge, verdict_lines
 
 # On a terminal, progress bars; in a file or a pipe (a log), plain lines that no width cuts.
@@ -252,6 +253,9 @@ def print_run(run: Run) -> None:
     front = run.front()
     names = metric_names(run.config.fitness)
     out.print(front_table(front, f"Pareto front of {run.path}", names))
+    recovered = recovery_line(run.config.fitness, [e.expression for e in ranked(front)])
+    if recovered is not None:
+        out.print(recovered, markup=False, highlight=False)
     anchors = run.anchors()
     if anchors:
         out.print(anchors_table(anchors, "Anchors (same fitness protocol)", names))
@@ -263,3 +267,24 @@ def print_run(run: Run) -> None:
     elif anchors:
         metric = "validation accuracy" if names[0] == "val_accuracy" else f"{names[0]} of the validation split"
         out.print(anchor_verdict(front, anchors, metric), markup=False, highlight=False)
+
+
+def print_calibration(result) -> None:
+    """A calibration (``afos.study.planted.Calibration``): every function by its mean log loss, then the verdict."""
+    from afos.study.planted import MARGIN
+
+    out = Console()
+    table = Table(title=f"Validation MSE over seeds {', '.join(map(str, result.seeds))}")
+    for column in ("function", "kind", "mean MSE", "mean log10 MSE", "std log10"):
+        table.add_column(column, justify="left" if column in ("function", "kind") else "right")
+    for row in sorted((result.target, *result.others), key=lambda r: r.log_mean):
+        table.add_row(label(row.expression), row.name, f"{row.mean:.3g}", f"{row.log_mean:+.3f}",
+                      f"{row.log_std:.3f}", style="bold" if row is result.target else None)
+    out.print(table)
+    for text in result.equal:
+        out.print(f"set aside: {text} equals the target up to affine maps", markup=False, highlight=False)
+    closest, verdict = result.closest, "a task whose answer is known" if result.counts else \
+        f"not a task whose answer is known (it needs more than {MARGIN:g})"
+    out.print(f"{result.target.expression} is ahead of the closest other function, {closest.expression} "
+              f"({closest.name}), by {result.margin:.1f} seed standard deviations of the log loss: {verdict}",
+              markup=False, highlight=False)

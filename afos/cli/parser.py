@@ -57,6 +57,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     _benchmark_parser(sub)
 
+    p = sub.add_parser("calibrate", help="is a planted target the best activation of its task? its loss against "
+                       "the anchors and random functions of the space, over seeds",
+                       description="Score a planted target (--objective planted) against the anchors and random "
+                       "functions of a space over seeds: a task whose answer is known needs the target to be best "
+                       "by more than 2 seed standard deviations of the log loss (docs/SEARCH.md).")
+    p.add_argument("target", help='the planted function, e.g. "x*sin(x)"')
+    p.add_argument("--objective", default="planted", help="a planted-task objective with a target option "
+                   "(default: planted)")
+    p.add_argument("--objective-option", action="append", metavar="KEY=VALUE", dest="objective_options",
+                   help="another option of the objective (repeat for several)")
+    p.add_argument("--seeds", type=int, default=5, help="initialisation seeds (default: 5)")
+    p.add_argument("--random", type=int, default=20, help="random functions of the space (default: 20)")
+    p.add_argument("--space", default="default", help="where the random functions come from (default: default)")
+    p.add_argument("--draw-seed", type=int, default=0, help="the seed that draws the random functions (default: 0)")
+    p.set_defaults(func=commands.cmd_calibrate)
+
     p = sub.add_parser("report", help="write report.html and report.md for a run or benchmark directory")
     p.add_argument("directory")
     p.set_defaults(func=commands.cmd_report)
@@ -134,6 +150,9 @@ def _training_options(p: argparse.ArgumentParser, epochs_help: str, gain: str) -
                    "the TFDS data dir)")
     p.add_argument("--objective", help="your own objective, package.module:function(act, seed, settings) returning "
                    "a validation score (and a test score); replaces --model and --dataset (README, Your own network)")
+    p.add_argument("--objective-option", action="append", metavar="KEY=VALUE", dest="objective_options",
+                   help="a setting of --objective (repeat for several; a key it does not declare is refused "
+                   "with the list of those it does); stored with the run")
     p.add_argument("--direction", choices=("max", "min"),
                    help="of --objective: max, a score in [0, 1]; min, a loss >= 0 (default: what the function "
                    "declares, else max)")

@@ -28,13 +28,14 @@ from afos.errors import ConfigError
 from afos.expr import Candidate
 from afos.expr.compile import to_jax
 from afos.expr.ir import LoweringError
-from afos.fitness import train
+from afos.fitness import own, train
 from afos.fitness.data import Split
 from afos.fitness.evaluator import PerSeed, Results, score_exactly, to_fitness
 from afos.fitness.interpreter import InterpretedAct, Program, Shape, UnsupportedError, empty_program, encode
 from afos.fitness.layers import is_selu
 from afos.fitness.problem import FitnessProblem
 from afos.fitness.train import TrainResult
+from afos.types import Fitness
 
 
 class Trainer:
@@ -144,9 +145,10 @@ class Batched(PerSeed):
         mode = mode or default_mode()
         if mode not in MODES:
             raise ValueError(f"unknown batched mode {mode!r} (available: {', '.join(MODES)})")
-        if problem.objective is not None:
-            raise ConfigError(f"the batched backend trains afos's models; objective {problem.settings.objective!r} "
-                              "trains its own way: use --backend sequential (or auto)")
+        if problem.objective is not None and not own.takes_programs(problem.objective):
+            raise ConfigError(f"the batched backend trains afos's models and objectives that train programs; "
+                              f"objective {problem.settings.objective!r} trains its own way: use --backend "
+                              "sequential (or auto)")
         self.problem, self.mode, self.shape, self.chunk = problem, mode, shape, chunk
         self.trainers: dict[tuple[int, int | None], Trainer] = {}
 
@@ -159,7 +161,8 @@ class Batched(PerSeed):
     def _program(self, candidate: Candidate) -> Program | None:
         try:
             program = encode(candidate.node, self.shape)
-            return None if is_selu(to_jax(candidate.node)) else program
+            # SELU changes the zoo's model (not an objective's)
+            return None if self.problem.objective is None and is_selu(to_jax(candidate.node)) else program
         except (UnsupportedError, LoweringError):
             return None
 
@@ -170,9 +173,15 @@ class Batched(PerSeed):
         order = [i for i, p in programs.items() if p is not None]
         if not order:
             return
-        options = {"chunk": self.chunk} if self.mode == "vmap" else {}
+        encoded = [programs[i] for i in order]
+        if self.problem.objective is not None:  # the objective trains the programs its own way
+            results = self.problem.with_epochs(epochs).score_programs(encoded, seed)
+        else:
+            options = {"chunk": self.chunk} if self.mode == "vmap" else {}
+            results = MODES[self.mode](self.trainer(seed, epochs), encoded, **options)
         start = time.perf_counter()
-        for j, result in MODES[self.mode](self.trainer(seed, epochs), [programs[i] for i in order], **options):
+        for j, result in results:
             now = time.perf_counter()
-            yield order[j], to_fitness(result, now - start)
+            fit = Fitness.failed(result, now - start) if isinstance(result, str) else to_fitness(result, now - start)
+            yield order[j], fit
             start = now

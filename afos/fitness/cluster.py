@@ -140,14 +140,14 @@ class FitnessWorker:
             import jax
             import ray
 
-            from afos.fitness import compile_cache, plan
+            from afos.fitness import compile_cache, own, plan
 
             compile_cache.enable(self.compilation_cache)  # a restarted worker finds its compiled steps
             problem = ray.get(problem[0])
             backend = self.backend
             if backend == "auto":
                 backend, _ = plan.choose_backend(problem.settings, problem.input_shape, self.candidates,
-                                                 jax.default_backend())
+                                                 jax.default_backend(), own.takes_programs(problem.objective))
             self.evaluator = plan.local_evaluator(backend, problem)
         return list(evaluator_lib.run(self.evaluator, candidates, seeds, epochs))
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax.numpy as jnp
 from flax import nnx
 
 from afos import plugins
-from afos.errors import ConfigError, ModelError, first_line
+from afos.config import describe_type
+from afos.errors import AfosError, ConfigError, ModelError, first_line
 
 
 def factory(name: str, builtin: Sequence[str] = ()) -> Callable[..., Any]:
@@ -80,6 +81,45 @@ def objective(name: str) -> Callable[..., Any]:
     return found
 
 
+def resolve_options(name: str, function: Callable[..., Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options an objective is called with: what it declares (its attribute ``options``, name -> default)
+    with ``given`` over it, each of the declared type (text from the command line converted), then checked by
+    its ``check_options(options)`` where it has one (a ``ValueError`` there names the problem).
+
+    Raises:
+        ConfigError: an option the objective does not declare, a value of the wrong type, or one it refuses.
+    """
+    declared = dict(getattr(function, "options", None) or {})
+    for key in given:
+        if key not in declared:
+            known = f"its options: {', '.join(declared)}" if declared else "it takes no options"
+            raise ConfigError(f"objective {name!r} has no option {key!r} ({known})")
+    out = declared | {key: _typed(name, key, value, declared[key]) for key, value in given.items()}
+    check = getattr(function, "check_options", None)
+    if check is not None:
+        try:
+            check(out)
+        except (ValueError, AfosError) as err:
+            raise ConfigError(f"objective {name!r}: {first_line(err)}") from None
+    return out
+
+
+def _typed(name: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` of option ``key`` as the type of its ``default`` (text from the command line converted)."""
+    kind, out = type(default), value
+    if isinstance(value, str) and kind is not str:
+        text = value.strip().lower()
+        try:
+            out = {"true": True, "false": False}[text] if kind is bool else kind(text)
+        except (KeyError, ValueError):
+            out = None
+    elif kind is float and isinstance(value, int) and not isinstance(value, bool):
+        out = float(value)
+    if not isinstance(out, kind) or isinstance(out, bool) != (kind is bool):
+        raise ConfigError(f"objective {name!r}: option {key} must be {describe_type(default)}, got {value!r}")
+    return out
+
+
 def with_direction(settings: Any, function: Callable[..., Any]) -> Any:
     """``settings`` with the objective's direction decided: as given, else the function's ``direction``
     attribute, else "max"."""
@@ -108,6 +148,41 @@ def call_objective(function: Callable[..., Any], act: Callable, seed: int, setti
         out = function(act, seed, settings)
     except Exception as err:  # noqa: BLE001 - the user's code: any failure becomes a failed line
         raise ObjectiveFailedError(f"objective raised {type(err).__name__}: {first_line(err)}") from None
+    return _scores(out, settings)
+
+
+def takes_programs(function: Callable[..., Any] | None) -> bool:
+    """Whether an objective also trains interpreter programs (``function.programs``: the batched backend)."""
+    return callable(getattr(function, "programs", None))
+
+
+def call_programs(function: Callable[..., Any], programs: Sequence[Any], seed: int,
+                  settings: Any) -> Iterator[tuple[int, tuple[Score, Score | None] | ObjectiveFailedError]]:
+    """``function.programs(programs, seed, settings)``, an objective's training of many activations at once
+    (each an ``afos.fitness.interpreter.Program``): yields, per program, its (validation, test) scores as
+    ``call_objective`` ranks them, or the ``ObjectiveFailedError`` that fails its line (the objective raised,
+    returned what afos cannot rank, or gave no score for it)."""
+    seen: set[int] = set()
+    try:
+        for i, out in function.programs(programs, seed, settings):
+            if i in seen or not 0 <= i < len(programs):
+                continue
+            seen.add(i)
+            try:
+                yield i, _scores(out, settings)
+            except ObjectiveFailedError as err:
+                yield i, err
+    except Exception as err:  # noqa: BLE001 - the user's code: the programs it did not score fail with it
+        failure = ObjectiveFailedError(f"objective raised {type(err).__name__}: {first_line(err)}")
+    else:
+        failure = ObjectiveFailedError("objective gave no score for this program")
+    for i in range(len(programs)):
+        if i not in seen:
+            yield i, failure
+
+
+def _scores(out: Any, settings: Any) -> tuple[Score, Score | None]:
+    """An objective's return value as (validation, test) scores (see ``call_objective``)."""
     if isinstance(out, dict):
         if "val" not in out:
             raise ObjectiveFailedError(f"objective returned a dict without 'val' (keys: {sorted(out)})")

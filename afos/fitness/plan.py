@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from afos.config import EvaluatorSettings, FitnessSettings
-from afos.fitness import zoo
+from afos.fitness import own, zoo
 from afos.fitness.batched import Batched, default_mode
 from afos.fitness.evaluator import Evaluator, Sequential
 from afos.fitness.problem import FitnessProblem
@@ -37,13 +37,16 @@ AUTO_PLATFORMS = ("cpu",)
 
 
 def choose_backend(settings: FitnessSettings, input_shape: Sequence[int], candidates: int | None,
-                   platform: str) -> tuple[str, str]:
+                   platform: str, programs: bool = False) -> tuple[str, str]:
     """What ``auto`` means for a place that will score ``candidates`` on ``platform``: (backend, why).
 
     An unknown number of candidates gets ``sequential``, the choice that is never the slower one for a
-    possibly tiny run.
+    possibly tiny run. ``programs``: the objective trains interpreter programs (``own.takes_programs``), one
+    compilation for every candidate instead of one each (docs/PERFORMANCE.md): batched, whatever the run's size.
     """
     if settings.objective:
+        if programs:
+            return "batched", f"objective {settings.objective!r} trains the candidates as programs"
         return "sequential", f"objective {settings.objective!r} trains its own way"
     if platform not in AUTO_PLATFORMS:
         return "sequential", f"batched is not measured on {platform} yet"
@@ -107,7 +110,8 @@ def make_plan(settings: EvaluatorSettings, problem: FitnessProblem, candidates: 
     backend = settings.worker_backend if sharded else settings.backend
     reason = ""
     if backend == "auto":
-        backend, reason = choose_backend(problem.settings, problem.input_shape, share(candidates, places), platform)
+        backend, reason = choose_backend(problem.settings, problem.input_shape, share(candidates, places), platform,
+                                         own.takes_programs(problem.objective))
     return Plan(pool, backend, places, candidates, reason, default_mode(platform) if backend == "batched" else None)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import optax
 from flax import nnx
@@ -124,6 +126,16 @@ class FitnessProblem:
         opt_state = tx.init(nnx.state(model, nnx.Param))
         steps = train.make_steps(graphdef, tx)
         return train.run_epochs(steps, state, opt_state, self.dataset, self.batches(seed), on_epoch)
+
+    def score_programs(self, programs: Sequence[Any], seed: int) -> Iterator[tuple[int, train.TrainResult | str]]:
+        """The objective's training of many interpreted activations at once (``own.call_programs``; only for an
+        objective that ``own.takes_programs``): per program, its result as ``score`` gives it, or why it failed."""
+        for i, out in own.call_programs(self.objective, programs, seed, self.settings):
+            if isinstance(out, own.ObjectiveFailedError):
+                yield i, str(out)
+            else:
+                (rank, raw), _ = out
+                yield i, train.TrainResult(rank, raw, float("nan"), False)
 
     def score_objective(self, act: Act, seed: int) -> tuple[own.Score, own.Score | None]:
         """The user's objective of ``act`` from ``seed``: (validation, test) scores (``own.call_objective``)."""

@@ -65,6 +65,8 @@ def protocol_settings(fitness: FitnessSettings, seeds: Sequence[int], epochs: in
     """What a fitness value depends on, as JSON data: the fitness settings (but ``NOT_IN_KEY``), the training
     length (``epochs``; None: ``fitness.epochs``), the initialisation seeds and ``MEMORY_VERSION``."""
     settings = {k: v for k, v in dataclasses.asdict(fitness).items() if k not in NOT_IN_KEY}
+    if not settings["objective_options"]:  # the keys of memories written before objective options existed
+        del settings["objective_options"]
     settings["epochs"] = fitness.epochs if epochs is None else int(epochs)
     settings["topology"] = list(settings["topology"])
     return {"memory_version": MEMORY_VERSION, "fitness": settings, "seeds": [int(s) for s in seeds]}

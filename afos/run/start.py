@@ -1,11 +1,11 @@
 """The start of a new search: every input checked, and the config resolved as the run will store it.
 
 ``prepare`` runs before any data is loaded and before the run directory is created, so that bad input costs
-nothing and leaves nothing behind: the model (or objective) must exist, every warm-start expression must be
-built in the space and pass the screen (one dropped is said in one line), and a subset of the training data
-must fit the dataset. It also decides the sizes: a training subset shrinks the validation split in proportion
-unless ``fitness.val_size`` is given, and the run stores the resolved, explicit ``val_size``. A resume never
-comes here: a stored ``val_size = 0`` keeps meaning the whole validation split.
+nothing and leaves nothing behind: the model (or objective, with its options) must exist, every warm-start
+expression must be built in the space and pass the screen (one dropped is said in one line), and a subset of
+the training data must fit the dataset. It also decides the sizes: a training subset shrinks the validation
+split in proportion unless ``fitness.val_size`` is given, and the run stores the resolved, explicit
+``val_size``. A resume never comes here: a stored ``val_size = 0`` keeps meaning the whole validation split.
 """
 
 from __future__ import annotations
@@ -36,20 +36,25 @@ def prepare(config: Config, message: Callable[[str], None], describe: Describe |
     """
     config = config.resolved()
     config_lib.validate(config)  # with the bounds of LIMITS, which a stored run never faces
-    _check_model(config)
+    config = _checked_task(config)
     config = _warm_start(config, message, describe)
     return _sized(config)
 
 
-def _check_model(config: Config) -> None:
+def _checked_task(config: Config) -> Config:
+    """``config`` once its model exists, or its objective with its options resolved (``own.resolve_options``:
+    the run stores every option the objective is called with, its defaults included)."""
     from afos.fitness import own, zoo
     from afos.fitness.problem import FitnessProblem
 
     f = config.fitness
-    if f.objective:
-        own.objective(f.objective)
-    else:
+    if not f.objective:
         zoo.check(f.model, FitnessProblem.model_options(f))
+        return config
+    options = own.resolve_options(f.objective, own.objective(f.objective), f.objective_options)
+    if options == f.objective_options:
+        return config
+    return config_lib.override(config, fitness={"objective_options": options})
 
 
 def _warm_start(config: Config, message: Callable[[str], None], describe: Describe | None) -> Config:

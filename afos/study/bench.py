@@ -44,7 +44,7 @@ BLOCK_UNITS = ("run", "case")  # a Friedman block is one (case, seed) run, or on
 # The training settings a benchmark sets for all its cells: fields of FitnessSettings (dataset, model and
 # seed differ per cell; topology is a model option), in a [benchmark] table beside the keys of BenchSettings.
 TRAINING = ("epochs", "batch_size", "learning_rate", "val_fraction", "train_size", "val_size", "data_dir", "gain",
-            "objective", "direction")
+            "objective", "direction", "objective_options")
 # A benchmark trains longer than a search's fitness evaluation, and the functions as they are (a study compares
 # published activations; `gain = "unit"` compares their shapes at equal gain, as a search does); its other
 # training defaults are the search's.
@@ -278,6 +278,12 @@ def make_spec(values: dict[str, Any]) -> BenchSpec:
         raise BenchError(f"seeds must be at most {LIMITS['protocol.validate_seeds']}, got {v.seeds}")
     given = {k: x for k, x in values.items() if k in TRAINING}
     training = parse_section(FitnessSettings, given, "benchmark", BenchError)
+    if training.objective:  # its options as a search resolves them (the declared ones filled in and checked)
+        from afos.fitness import own
+
+        given["objective_options"] = own.resolve_options(training.objective, own.objective(training.objective),
+                                                         training.objective_options)
+        training = dataclasses.replace(training, objective_options=given["objective_options"])
     activations = parse_activations(v.activations)
     labels = [a.label for a in activations]
     spec = BenchSpec(
@@ -361,7 +367,7 @@ def read_spec(bench_dir: Path) -> BenchSpec:
 # (KEY_LEGACY), so that older results keep their keys.
 KEY_SETTINGS = ("dataset", "model", "epochs", "batch_size", "learning_rate", "val_fraction", "train_size",
                 "val_size", "seed", "topology", "data_dir")
-KEY_LEGACY = {"gain": "none", "objective": "", "direction": ""}
+KEY_LEGACY = {"gain": "none", "objective": "", "direction": "", "objective_options": {}}
 
 
 def cell_key(expression: str, settings: FitnessSettings, test_size: int) -> str:

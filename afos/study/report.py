@@ -25,7 +25,7 @@ from afos.ga import surrogate
 from afos.run.files import read_json_or_none, write_text_atomic
 from afos.run.records import format_validation_row
 from afos.run.rundir import CONFIG, Run
-from afos.study import bench, plots, runner, stats, verdict
+from afos.study import bench, planted, plots, runner, stats, verdict
 
 HTML_NAME, MARKDOWN_NAME, STATS_NAME, PLOTS_DIR = "report.html", "report.md", "stats.json", "plots"
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -187,6 +187,9 @@ def run_report(run_dir: Path) -> tuple[Report, dict[str, Any]]:
                     "" if e.val_loss is None or not math.isfinite(e.val_loss) else f"{e.val_loss:.4f}",
                     str(e.generation), str(e.epochs or run.config.fitness.epochs), label(e.expression)]
                    for e in front]))
+    recovered = planted.recovery_line(run.config.fitness, [e.expression for e in run.ranked()])
+    if recovered is not None:
+        report.text(recovered[0].upper() + recovered[1:] + ".")
     report.figure("pareto", plots.pareto_front(records, front), "Evaluated functions and the Pareto front")
     anchors = run.anchors()
     if anchors:
