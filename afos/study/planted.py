@@ -31,6 +31,9 @@ from afos.expr import STANDARD_ACTIVATIONS, analyse, parse
 from afos.expr.names import AffineFit, affine_fit
 
 MARGIN = 2.0  # seed standard deviations by which a target must beat everything else to make a task
+# A squared error below this is an exact fit: the student reproduces the teacher to about 1e-4 of its spread,
+# and float32 training resolves no finer difference between two such fits (they are not told apart).
+FLOOR = 1e-8
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class Scored:
 
     @property
     def log_losses(self) -> np.ndarray:
-        return np.log10(np.maximum(np.asarray(self.losses, np.float64), 1e-12))
+        """log10 of the losses, those below ``FLOOR`` (exact fits) at ``FLOOR``."""
+        return np.log10(np.maximum(np.asarray(self.losses, np.float64), FLOOR))
 
     @property
     def mean(self) -> float:
