@@ -1,10 +1,9 @@
 """Run configuration: defaults, TOML files, command-line overrides, and the resolved form.
 
-A run stores its fully resolved configuration in ``config.toml`` (the search
-space included as data), so it can be resumed and read without the files it
-was started from. Every section is a frozen dataclass read by one typed parser
-(``parse_section``), which the benchmark specification uses too. Nothing here
-imports JAX: every command reads its configuration without loading the training stack.
+A run stores its fully resolved configuration in ``config.toml`` (the search space included as data), so it can
+be resumed and read without the files it was started from. Every section is a frozen dataclass read by one typed
+parser (``parse_section``), which the benchmark specification uses too. Nothing here imports JAX: every command
+reads its configuration without loading the training stack.
 """
 
 from __future__ import annotations
@@ -36,10 +35,13 @@ class SearchSettings:
     mutation_prob: float = 0.4
     novelty_tries: int = 10  # variation retries to produce a function not seen before
     init_exprs: list[str] = field(default_factory=list)  # warm start: functions that open generation 0
-    strategy: str = "ga"  # "ga": NSGA-II selection and variation; "random": fresh random trees every generation
-    # A surrogate pre-screen (afos.ga.surrogate): "none" (every novel child is trained, as before it existed),
-    # or a regressor that ranks oversample x population children so that only population of them are trained,
-    # explore of those places drawn at random from the rest.
+    # "ga": NSGA-II selection and variation; "random": fresh random trees every generation; "memetic": the best
+    # functions' neighbours, the GA's children and random trees, chosen by quotas and a surrogate (afos.ga.local).
+    # docs/SEARCH.md measures the three on planted targets. A stored config without it reads "ga" (UNSTORED).
+    strategy: str = "ga"
+    # A pre-screen of the ga and random strategies (afos.ga.surrogate): "none", or a regressor that ranks
+    # oversample x population children and keeps population of them, explore of those drawn at random. (The
+    # memetic strategy ranks its own pool, with oversample x population genetic children and as many random trees.)
     surrogate: str = "none"
     oversample: int = 4
     explore: float = 0.25
@@ -72,7 +74,7 @@ class FitnessSettings:
 
 
 DIRECTIONS = ("", "max", "min")  # of a user's objective: a score to maximise, or a loss to minimise
-STRATEGIES = ("ga", "random")  # afos.ga.strategy: how generations after the first are proposed
+STRATEGIES = ("ga", "random", "memetic")  # afos.ga.strategy: how generations after the first are proposed
 SURROGATES = ("none", "knn", "gp", "forest")  # afos.ga.surrogate: the regressor of the pre-screen
 BACKENDS = ("sequential", "batched")  # afos.fitness.evaluator: how one place trains candidates
 POOLS = ("sharded", "ray")  # afos.fitness.pools, .cluster: the work of a backend spread over devices or machines
@@ -304,7 +306,9 @@ def validate(config: Config, limits: bool = True) -> None:
 
 # What a setting meant before it existed: a run's stored config without the key is read with this value, so
 # that a run keeps the behaviour it was started with (a user's config file without it gets today's default).
+# FORMAT_1's keys mark a run of format 1; UNSTORED's were added later with a new default, in any format.
 FORMAT_1 = {"fitness": {"gain": "none"}}
+UNSTORED = {"search": {"strategy": "ga", "surrogate": "none"}}
 
 
 def _read(path: str | Path) -> dict[str, Any]:
@@ -326,6 +330,7 @@ def load_stored(path: str | Path) -> tuple[Config, int]:
     """A run's ``config.toml`` and the run format it was written in: 1 for a run started before the settings
     of ``FORMAT_1`` existed (those keys keep the meaning they had), else 2."""
     data = _read(path)
+    data |= {section: keys | data.get(section, {}) for section, keys in UNSTORED.items()}
     fitness = data.get("fitness", {})
     for key in ("train_size", "val_size"):  # before sizes were checked, a negative size meant the whole split
         if isinstance(fitness.get(key), int) and fitness[key] < 0:
@@ -366,13 +371,6 @@ def override_flat(config: Config, **settings: Any) -> Config:
         for name in owners:
             sections.setdefault(name, {})[key] = value
     return override(config, **sections)
-
-
-def metric_names(fitness: FitnessSettings) -> tuple[str, str]:
-    """What the two numbers of a line are called: accuracy and loss, or a user's objective's rank and value."""
-    if not fitness.objective:
-        return "val_accuracy", "val_loss"
-    return ("exp(-val_loss)", "val_loss") if fitness.direction == "min" else ("val_score", "objective")
 
 
 def search_seeds(fitness: FitnessSettings, n: int) -> list[int]:

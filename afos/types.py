@@ -116,3 +116,11 @@ def _std(values: Sequence[float]) -> float | None:
         return None
     mean = math.fsum(values) / len(values)
     return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def metric_names(fitness) -> tuple[str, str]:
+    """What the two numbers of a line are called under ``fitness`` (``afos.config.FitnessSettings``): accuracy and
+    loss, or a user's objective's rank and value."""
+    if not fitness.objective:
+        return "val_accuracy", "val_loss"
+    return ("exp(-val_loss)", "val_loss") if fitness.direction == "min" else ("val_score", "objective")

@@ -20,7 +20,6 @@ from rich.progress import (
 from rich.table import Table
 
 from afos import types
-from afos.config import metric_names
 from afos.expr import parse
 from afos.expr.names import known_as, label
 from afos.ga import surrogate
@@ -29,6 +28,7 @@ from afos.run.records import Evaluation, format_validation_row
 from afos.run.rundir import Run
 from afos.study.planted import recovery_line
 from afos.study.verdict import judge, verdict_lines
+from afos.types import metric_names
 
 # On a terminal, progress bars; in a file or a pipe (a log), plain lines that no width cuts.
 console = Console(stderr=True)

@@ -113,8 +113,11 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     _ray_options(p, "run on this Ray cluster (implies --backend ray; without it --backend ray starts a local Ray "
                  "instance)")
     _memory_option(p, "(default: none)")
-    p.add_argument("--strategy", choices=("ga", "random"), help="ga (default): NSGA-II selection and variation; "
-                   "random: fresh random functions every generation, the baseline a search must beat")
+    p.add_argument("--strategy", choices=("memetic", "ga", "random"),
+                   help="ga (default): NSGA-II selection and variation; memetic: a local search around the best "
+                   "functions with genetic children and random trees, ranked by a surrogate of their shapes; "
+                   "random: fresh random functions every generation, the baseline a search must beat "
+                   "(docs/SEARCH.md compares them)")
     p.add_argument("--surrogate", choices=("none", "knn", "gp", "forest"),
                    help="surrogate pre-screen: rank --oversample x population children by a regressor of their "
                    "outputs and derivatives, fitted on the run's scores, and train only population of them "

@@ -69,6 +69,9 @@ class Candidate:
         return ir.scaled(ir.lower(self.expr), self.gain)
 
 
+UNDEFINED = "undefined: a part has no finite value (a division by zero, a comparison with infinity)"
+
+
 def fingerprint(values: np.ndarray) -> str:
     """Hash of the values rounded to 4 significant digits (and |v| < 1e-6 to 0): equal functions, equal hash."""
     values = np.where(np.abs(values) < 1e-6, 0.0, values)
@@ -114,6 +117,8 @@ def analyse(expr: sympy.Expr, gain: str = "none") -> Candidate:
     from afos.expr.compile import to_jax
 
     text, key = to_text(expr), canonical_key(expr)
+    if expr is sympy.nan:  # a tree sympy could not build (afos.ga.genome.to_sympy)
+        return Candidate(expr, text, key, "undefined:" + key, UNDEFINED)
     try:
         node = ir.lower(expr)
         fn = to_jax(node)

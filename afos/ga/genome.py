@@ -75,14 +75,18 @@ def from_text(text: str, pset: gp.PrimitiveSet) -> Individual:
 
 
 def to_sympy(tree: gp.PrimitiveTree) -> sympy.Expr:
-    """The sympy expression a tree computes (its primitives' sympy forms, composed)."""
+    """The sympy expression a tree computes (its primitives' sympy forms, composed); ``sympy.nan`` where sympy
+    cannot build a part (``min(x, 1/(x - x))``: a comparison with complex infinity), which the screen rejects."""
     stack: list[sympy.Expr] = []
     for node in reversed(tree):
         if node.arity == 0:  # the one terminal: the argument x
             stack.append(primitives.X)
         else:
             args = [stack.pop() for _ in range(node.arity)]
-            stack.append(primitives.get(node.name).sympy_fn(*args))
+            try:
+                stack.append(primitives.get(node.name).sympy_fn(*args))
+            except (ValueError, TypeError, ArithmeticError):
+                stack.append(sympy.nan)
     (expr,) = stack
     return expr
 
@@ -157,6 +161,58 @@ def crossover_template(space: SearchSpace, a: Individual, b: Individual) -> tupl
         if a[i].arity > 0 and random.random() < 0.5:
             a[i], b[i] = b[i], a[i]
     return a, b
+
+
+def neighbours(space: SearchSpace, pset: gp.PrimitiveSet, ind: Individual) -> list[tuple[str, Individual]]:
+    """Every tree one edit away from ``ind`` within the space's height (a local search's neighbourhood), each with
+    its kind of edit, in a fixed order:
+
+    - ``simplify``: each unary node removed (its child in its place), each binary node replaced by one of its
+      children, each subtree replaced by ``x``;
+    - ``replace``: each node's primitive replaced by another of its arity, the arguments of each binary node
+      swapped;
+    - ``grow``: each subtree wrapped in a unary primitive, or in a binary one beside ``x`` (either side).
+
+    Template individuals keep their template: only their slots change (``replace``). Each tree comes once, with
+    the first kind that makes it."""
+    nodes, x = list(ind), pset.terminals[pset.ret][0]
+    unary = [pset.mapping[n] for n in space.unary]
+    binary = [pset.mapping[n] for n in space.binary]
+    out: list[tuple[str, list]] = []
+    for i, node in enumerate(nodes):
+        if node.arity:
+            out += [("replace", nodes[:i] + [p] + nodes[i + 1:]) for p in (unary if node.arity == 1 else binary)
+                    if p.name != node.name]
+    if space.representation == "tree":
+        for i, node in enumerate(nodes):
+            span = ind.searchSubtree(i)
+            before, sub, after = nodes[: span.start], nodes[span], nodes[span.stop:]
+            if node.arity:
+                children = _children(ind, i)
+                out += [("simplify", before + nodes[c] + after) for c in children]
+                out.append(("simplify", before + [x] + after))
+                if node.arity == 2:
+                    out.append(("replace", before + [node] + nodes[children[1]] + nodes[children[0]] + after))
+            out += [("grow", before + [u] + sub + after) for u in unary]
+            out += [("grow", before + [b] + sub + [x] + after) for b in binary]
+            out += [("grow", before + [b, x] + sub + after) for b in binary]
+    found, seen = [], set()
+    for kind, nodes_ in out:
+        t = Individual(nodes_)
+        if str(t) not in seen and _height_ok(space, t) and space.min_height <= max(t.height, 1):
+            seen.add(str(t))
+            found.append((kind, t))
+    return found
+
+
+def _children(tree: gp.PrimitiveTree, i: int) -> list[slice]:
+    """The subtrees of node ``i``'s arguments, in order."""
+    out, at = [], i + 1
+    for _ in range(tree[i].arity):
+        span = tree.searchSubtree(at)
+        out.append(span)
+        at = span.stop
+    return out
 
 
 OPERATORS = {

@@ -18,13 +18,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import sympy
 from deap import tools
 
 from afos import types
 from afos.config import Config
+from afos.errors import ExpressionError
 from afos.expr import Candidate, analyse, parse
-from afos.ga import genome, halving, memo, surrogate
+from afos.ga import genome, halving, local, memo, surrogate
 from afos.ga.front import FrontEntry
 from afos.ga.memo import Known, Memo
 from afos.types import Fitness
@@ -40,6 +42,9 @@ def using_rng(rng: random.Random) -> Iterator[None]:
     finally:
         rng.setstate(random.getstate())
         random.setstate(saved)
+
+
+ELITE = 4  # the memetic strategy's local search: the neighbours of this many best functions
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,7 @@ class Search:
         self._candidates: dict[str, Candidate] = {}
         self.prior = list(prior)  # what a surrogate learns besides the run's own scores
         self._features: dict = {}  # the surrogate's features, by function (computed once per process)
+        self._sketches: dict[tuple[str, str], local.Sketch] = {}  # the memetic pool's, by tree or expression text
 
     def candidate(self, ind: genome.Individual) -> Candidate:
         """What is known of an individual's function before training (cached per tree)."""
@@ -115,6 +121,8 @@ class Search:
         ``surrogate.choose`` keeps ``population`` of them (warm-start functions always). Otherwise the
         ``population`` children of the plain strategy."""
         s = self.config.search
+        if s.strategy == "memetic":
+            return self._propose_memetic(state)
         model = self.surrogate(state)
         n = s.population
         seeds = self.seed_individuals()[:n] if not state.population else []
@@ -134,6 +142,79 @@ class Search:
         left = [i for i in range(len(drawn)) if i not in chosen and predicted[i] is not None]
         return Proposal(seeds + [drawn[i] for i in kept], [None] * len(seeds) + [predicted[i] for i in kept],
                         [drawn[i] for i in left], [predicted[i] for i in left])
+
+    def _propose_memetic(self, state: SearchState) -> Proposal:
+        """The memetic strategy (``afos.ga.local``): generation 0 as the plain one; later, a pool of the best
+        functions' neighbours, genetic children and random trees, the novel ones ranked by the surrogate."""
+        s = self.config.search
+        n = s.population
+        if not state.population:
+            return Proposal(self._draw(state, n, self.seed_individuals()[:n]))
+        pool = self._pool(state)
+        examples = [(self._sketch_known(k), surrogate.target(k.fitness, k.climbed)) for k in state.known.values()]
+        seen = {k.expr for k in state.known.values()}
+        examples += [(self._sketch_expr(e.expr), e.value) for e in self.prior if e.expr not in seen]
+        usable = [(sk.features, value) for sk, value in examples if sk.features is not None]
+        if len(usable) < surrogate.MIN_FIT or not pool:
+            taken = [ind for ind, _, _ in pool[:n]]
+            return Proposal(self._draw(state, n, taken))
+        model = local.SymmetricKNN(np.stack([f for f, _ in usable]), local.percentiles([v for _, v in usable]))
+        features = np.stack([sk.features for _, sk, _ in pool])
+        predicted = np.round(model.predict(features), 6)
+        chosen = local.select(features, predicted, [kind for _, _, kind in pool], model, min(n, len(pool)),
+                              state.rng)
+        offspring = self._draw(state, n, [pool[i][0] for i in chosen])  # a pool smaller than the population
+        return Proposal(offspring, [float(predicted[i]) for i in chosen] + [None] * (n - len(chosen)))
+
+    def _pool(self, state: SearchState) -> list[tuple[genome.Individual, local.Sketch, str]]:
+        """The novel children of one memetic generation, each once (by its function up to sign symmetries) with
+        where it comes from: the best known functions' neighbours (``simplify``, ``replace``, ``grow``: best
+        function first), then genetic children (``vary``) and random trees (``random``)."""
+        s = self.config.search
+        best = sorted((k for k in state.known.values() if k.fitness.ok),
+                      key=lambda k: (-k.objectives(k.complexity)[0], k.complexity, k.tree))
+        elite, keys = [], set()
+        for k in best:  # the best functions, one per function up to sign symmetries
+            if len(elite) == ELITE:
+                break
+            if self._sketch_known(k).key not in keys:
+                keys.add(self._sketch_known(k).key)
+                elite.append(k)
+        children = [(f"{kind}:{rank}", nb) for rank, k in enumerate(elite)
+                    for kind, nb in genome.neighbours(self.space, self.pset, genome.from_text(k.tree, self.pset))]
+        with using_rng(state.rng):
+            ranked = _rank(state.population)
+            children += [("vary", self._vary(ranked)) for _ in range(s.oversample * s.population)]
+            children += [("random", self._generate(self.space, self.pset)) for _ in range(s.oversample * s.population)]
+        taken = {self._sketch_known(k).key for k in state.known.values()}
+        out = []
+        for kind, child in children:
+            sk = self._sketch_tree(child)
+            if sk.reason is None and sk.key not in taken:
+                taken.add(sk.key)
+                out.append((child, sk, kind))
+        return out
+
+    def _sketch_tree(self, ind: genome.Individual) -> local.Sketch:
+        text = genome.to_text(ind)
+        if ("tree", text) not in self._sketches:
+            self._sketches[("tree", text)] = local.sketch(genome.to_sympy(ind))
+        return self._sketches[("tree", text)]
+
+    def _sketch_known(self, known: Known) -> local.Sketch:
+        """A scored function's sketch, from its tree (its text may not parse back: ``x**18`` is beyond the
+        parser's bounds on what a user types)."""
+        return self._sketch_tree(genome.from_text(known.tree, self.pset))
+
+    def _sketch_expr(self, text: str) -> local.Sketch:
+        """The sketch of an expression from elsewhere (an anchor, a fitness memory); one that does not parse
+        is set aside (a sketch without features)."""
+        if ("expr", text) not in self._sketches:
+            try:
+                self._sketches[("expr", text)] = local.sketch(parse(text))
+            except ExpressionError as err:
+                self._sketches[("expr", text)] = local.Sketch(str(err))
+        return self._sketches[("expr", text)]
 
     def _draw(self, state: SearchState, size: int, seeds: list[genome.Individual]) -> list[genome.Individual]:
         """``seeds`` then children up to ``size`` in all, each novel where ``novelty_tries`` allow."""

@@ -28,6 +28,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from afos import types
 from afos.config import SURROGATES
+from afos.errors import ExpressionError
 from afos.expr import ir, numeric, parse
 
 PROBE_POINTS = 256
@@ -90,6 +91,7 @@ class Surrogate:
 
     def __init__(self, kind: str, examples: Sequence[Example], cache: dict | None = None):
         self.kind, self.cache = kind, {} if cache is None else cache
+        examples = [e for e in examples if self._parses(e.expr)]  # x**18, trained, is beyond what a user types
         self.n = len(examples)
         self.model = None
         if self.ready:
@@ -97,6 +99,14 @@ class Surrogate:
             with warnings.catch_warnings():  # a kernel parameter at its bound is the optimizer's note, not a user's
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 self.model = _regressor(kind, self.n).fit(x, np.array([e.value for e in examples]))
+
+    @staticmethod
+    def _parses(text: str) -> bool:
+        try:
+            parse(text)
+        except ExpressionError:
+            return False
+        return True
 
     @property
     def ready(self) -> bool:

@@ -127,7 +127,7 @@ class _Loop:
                 elif old.tree != name:
                     raise RunError(f"{self.run.log}: anchor line {index} holds {old.tree!r} but the config asks "
                                    f"{name!r}")
-        metric = config_lib.metric_names(self.run.config.fitness)[0]
+        metric = types.metric_names(self.run.config.fitness)[0]
         for epochs, group in todo.items():  # together: a pool trains them side by side
             for j, fit in evaluator_lib.run(self.evaluator, [c for _, _, c in group], self.seeds, epochs):
                 index, name, c = group[j]
