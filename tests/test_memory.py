@@ -3,7 +3,9 @@ only, no lost line under two writers, exact resumes, one-line errors. Fake scree
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import random
 import shutil
 import sqlite3
 import subprocess
@@ -21,7 +23,8 @@ from afos.cli import main
 from afos.config import FitnessSettings
 from afos.errors import ConfigError, RunError
 from afos.run import driver, rundir
-from afos.run.memory import FitnessMemory, protocol_key
+from afos.run import memory as memory_lib
+from afos.run.memory import FitnessMemory, protocol_key, run_protocol
 from afos.run.rundir import Run
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -339,13 +342,61 @@ def test_a_file_that_is_not_a_memory_is_a_one_line_error_naming_it_and_is_left_a
     assert path.read_bytes() == before and not Path(f"{path}-wal").exists()
 
 
-def test_the_command_line_names_a_bad_memory_before_creating_the_run(tmp_path, capsys, monkeypatch):
+def _damaged_memory(path: Path, cfg: config.Config) -> Path:
+    """A memory of 400 functions under the protocol of ``cfg``'s run whose middle third of pages is garbage: its
+    first page (the schema) reads, its rows do not."""
+    FitnessMemory(path).close()
+    fit = memory_lib._to_json(types.Fitness(types.OK, 0.5, 1.0, None, 1.0, 0.0, (0.5, 0.5)))
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.executemany("INSERT INTO fitness VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       [(run_protocol(cfg), f"fp{i:04d}", f"x + {i}", None, fit, "elsewhere", i) for i in range(400)])
+    data, page = bytearray(path.read_bytes()), 4096
+    pages = len(data) // page
+    start, stop = pages // 3 * page, 2 * pages // 3 * page
+    data[start:stop] = random.Random(0).randbytes(stop - start)
+    path.write_bytes(data)
+    return path
+
+
+def test_a_damaged_memory_is_refused_before_the_run_directory_is_made(tmp_path):
+    path = _damaged_memory(tmp_path / "memory.db", BASE)
+    before = path.read_bytes()
+    with pytest.raises(ConfigError) as err:
+        driver.run(_with_memory(BASE, path), tmp_path / "run", evaluator=FakeTraining(), describe=fake_describe)
+    assert str(err.value).startswith(f"evaluator.memory: {path} is damaged (")
+    assert str(err.value).endswith('); replace it, or run without it: --memory ""') and "\n" not in str(err.value)
+    assert not (tmp_path / "run").exists() and path.read_bytes() == before
+    run_dir = shutil.copytree(FIXTURES / "fake_v1", tmp_path / "old")  # a resume: refused before it locks the run
+    files = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    with pytest.raises(ConfigError, match="is damaged"):
+        driver.resume(run_dir, 4, _with_memory(BASE, path), evaluator=FakeTraining(), describe=fake_describe)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == files
+
+
+def test_a_memory_that_cannot_be_written_says_so(tmp_path, monkeypatch):
+    """A read-only file (opened read-only, as SQLite opens a file it may not write: root may write any file)."""
+    path = tmp_path / "memory.db"
+    FitnessMemory(path).close()
+    connect = sqlite3.connect
+    monkeypatch.setattr(memory_lib.sqlite3, "connect",
+                        lambda where, **kw: connect(f"file:{where}?mode=ro", uri=True, **kw))
+    with pytest.raises(ConfigError) as err:
+        FitnessMemory(path)
+    assert str(err.value) == (f"evaluator.memory: cannot write {path} (attempt to write a readonly database); "
+                              'make it writable, or run without it: --memory ""')
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda path: path.write_text("hello\n" * 200), "is not an afos fitness memory (file is not a database)"),
+    (lambda path: _damaged_memory(path, config.Config()), "is damaged ("),
+])
+def test_the_command_line_names_a_bad_memory_before_creating_the_run(tmp_path, capsys, monkeypatch, damage,
+                                                                     fragment):
     monkeypatch.setenv("AFOS_COMPILATION_CACHE", "0")
     bad = tmp_path / "bad.db"
-    bad.write_text("hello\n" * 200)
+    damage(bad)
     code = main(["search", "--memory", str(bad), "--run-dir", str(tmp_path / "run"), "--population", "2",
                  "--generations", "0", "--train-size", "64", "--val-size", "32"])
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the line that describes the search
-    assert code == 2 and err == f"afos search: error: evaluator.memory: {bad} is not an afos fitness memory " \
-                                "(file is not a database)"
+    assert code == 2 and err.startswith(f"afos search: error: evaluator.memory: {bad} {fragment}")
     assert not (tmp_path / "run").exists()

@@ -105,6 +105,22 @@ def _from_json(text: str) -> Fitness:
                    tuple(d["seed_accuracies"]))
 
 
+def _damaged(path: Path, detail: str) -> str:
+    return f'evaluator.memory: {path} is damaged ({detail}); replace it, or run without it: --memory ""'
+
+
+def _unusable(path: Path, err: sqlite3.DatabaseError) -> str:
+    """The one-line message of an SQLite error met while opening ``path``, by its primary result code."""
+    code = (err.sqlite_errorcode or 0) & 0xFF  # an extended code holds its primary one in the low byte
+    if code == sqlite3.SQLITE_READONLY:
+        return f'evaluator.memory: cannot write {path} ({err}); make it writable, or run without it: --memory ""'
+    if code == sqlite3.SQLITE_CORRUPT:
+        return _damaged(path, str(err))
+    if code == sqlite3.SQLITE_CANTOPEN:
+        return f"evaluator.memory: cannot open {path} ({err})"
+    return f"evaluator.memory: {path} is not an afos fitness memory ({err})"
+
+
 class FitnessMemory:
     """One connection to a memory file (created if missing); one per thread or process.
 
@@ -113,7 +129,8 @@ class FitnessMemory:
         run: who writes (a run directory), recorded with each value.
 
     Raises:
-        ConfigError: the file cannot be opened, or is not an afos fitness memory (one line naming it).
+        ConfigError: the file cannot be opened or written, is damaged, or is not an afos fitness memory (one
+            line naming it).
     """
 
     def __init__(self, path: str | Path, run: str = ""):
@@ -126,13 +143,14 @@ class FitnessMemory:
             self._init()
         except sqlite3.DatabaseError as err:
             self.db.close()
-            raise ConfigError(f"evaluator.memory: {self.path} is not an afos fitness memory ({err})") from None
+            raise ConfigError(_unusable(self.path, err)) from None
         except ConfigError:
             self.db.close()
             raise
 
     def _init(self) -> None:
         self._check_tables()  # before anything is written: another program's database is left as it was
+        self._check_pages()
         self.db.execute("PRAGMA journal_mode=WAL")  # readers never wait for a writer; one writer at a time
         self.db.execute("BEGIN IMMEDIATE")  # two runs creating the file: one makes the tables, the other sees them
         try:
@@ -157,6 +175,13 @@ class FitnessMemory:
         if tables and "afos_memory" not in tables:
             raise ConfigError(f"evaluator.memory: {self.path} is not an afos fitness memory "
                               f"(an SQLite file with tables {', '.join(sorted(tables))})")
+
+    def _check_pages(self) -> None:
+        """ConfigError if SQLite finds the file damaged: refused before any work, not met halfway through a run."""
+        rows = [row[0] for row in self.db.execute("PRAGMA quick_check")]
+        if rows != ["ok"]:
+            lines = [line for row in rows for line in row.splitlines() if not line.startswith("***")]
+            raise ConfigError(_damaged(self.path, lines[0] if lines else "quick_check failed"))
 
     def get(self, protocol: str, fingerprint: str) -> Fitness | None:
         """The fitness remembered for the function ``fingerprint`` under ``protocol`` (status ok or failed)."""
