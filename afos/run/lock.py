@@ -1,8 +1,17 @@
-"""One writer per run directory, and Ctrl-C that stops a search cleanly (used by ``afos.run``)."""
+"""One writer per run directory, and Ctrl-C that stops a search cleanly (used by ``afos.run``).
+
+The lock is a file naming its writer ({pid, host, since}). A lock whose process is gone is stale and is taken
+over; so is one naming this process's own PID (reused, as in a container) that this process does not hold.
+Every decision about a lock file is made holding ``flock`` on it, after checking that it is still the file its
+path names, and a takeover rewrites the file in place: of any number of processes that find one stale lock at
+once, exactly one takes it over and the others find the winner alive.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
 import signal
 import socket
@@ -13,7 +22,12 @@ from pathlib import Path
 from typing import Protocol
 
 from afos.errors import RunError
-from afos.run.files import json_text, read_json_or_none
+from afos.run.files import json_text
+
+ATTEMPTS = 5  # a lock file released between our opening and locking it is tried again, this many times at most
+# The lock files this process holds (real path -> what it wrote): one naming our own PID is stale unless it is
+# listed here. Per process by nature: the PID in a lock file cannot tell this process from an earlier one.
+_HELD: dict[str, dict] = {}
 
 
 class Messenger(Protocol):
@@ -30,43 +44,115 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def _owner(path: Path) -> dict | None:
-    """The process a lock file names ({pid, host}), or None where it is unreadable (a damaged lock is stale)."""
-    owner = read_json_or_none(path)
+def _owner(fd: int) -> dict | None:
+    """The process a lock file names ({pid, host, since}), or None where it is unreadable (a damaged lock is
+    stale)."""
     try:
-        return {"pid": int(owner["pid"]), "host": str(owner["host"])}
-    except (TypeError, KeyError, ValueError):
+        owner = json.loads(os.pread(fd, os.fstat(fd).st_size, 0))
+        return {"pid": int(owner["pid"]), "host": str(owner["host"]), "since": owner.get("since")}
+    except (TypeError, KeyError, ValueError, AttributeError):
         return None
 
 
 @contextlib.contextmanager
 def run_lock(path: Path, reporter: Messenger) -> Iterator[None]:
     """One writer per run directory (``path`` is its lock file); a lock left by a dead process is taken over."""
-    run_dir = path.parent
     me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            owner = _owner(path)
-            if owner and owner["host"] == me["host"] and _process_alive(owner["pid"]):
-                raise RunError(f"{run_dir} is being written by process {owner['pid']} "
-                               f"(lock file {path}); stop it first or wait for it to finish") from None
-            if owner and owner["host"] != me["host"]:
-                raise RunError(f"{run_dir} is locked by process {owner['pid']} on host "
-                               f"{owner['host']}; delete {path} if that process is gone") from None
-            reporter.message(f"taking over the stale lock of dead process {owner and owner['pid']}")
-            path.unlink(missing_ok=True)
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(json_text(me))
-        break
-    else:  # another process took the lock between our attempts
-        raise RunError(f"{run_dir}: another process keeps taking its lock ({path}); stop it first")
+    if not any(_acquire(path, me, reporter) for _ in range(ATTEMPTS)):
+        raise RunError(f"{path.parent}: another process keeps taking its lock ({path}); stop it first")
     try:
         yield
     finally:
-        path.unlink(missing_ok=True)
+        _release(path, me)
+
+
+def _acquire(path: Path, me: dict, reporter: Messenger) -> bool:
+    """Makes ``path`` name ``me``: True once it does, False where the file was released before we locked it (try
+    again). RunError where a live process holds it."""
+    opened = _open(path)
+    if opened is None:
+        return False
+    fd, created = opened
+    try:
+        with _flocked(fd):
+            if not _names(fd, path):
+                return False
+            if not (created and os.fstat(fd).st_size == 0):  # not the empty file we made: whose is it?
+                owner = _owner(fd)
+                _refuse_live(path, owner, me)
+                reporter.message(_takeover(owner, me))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json_text(me).encode(), 0)
+            os.fsync(fd)
+            _HELD[os.path.realpath(path)] = me
+        return True
+    finally:
+        os.close(fd)
+
+
+def _open(path: Path) -> tuple[int, bool] | None:
+    """``path`` opened to read and write, created if missing, and whether we created it (None: it was removed
+    between our two tries)."""
+    try:
+        return os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644), True
+    except FileExistsError:
+        try:
+            return os.open(path, os.O_RDWR), False
+        except FileNotFoundError:
+            return None
+
+
+def _refuse_live(path: Path, owner: dict | None, me: dict) -> None:
+    """RunError where ``owner`` (of the lock file ``path``) is a process that may be writing the run."""
+    if owner is None:
+        return
+    if owner["host"] != me["host"]:
+        raise RunError(f"{path.parent} is locked by process {owner['pid']} on host {owner['host']}; delete "
+                       f"{path} if that process is gone")
+    ours = owner["pid"] == me["pid"]
+    if (ours and _HELD.get(os.path.realpath(path)) == owner) or (not ours and _process_alive(owner["pid"])):
+        raise RunError(f"{path.parent} is being written by process {owner['pid']} (lock file {path}); stop it "
+                       "first or wait for it to finish")
+
+
+def _takeover(owner: dict | None, me: dict) -> str:
+    if owner is not None and owner["pid"] == me["pid"]:
+        return f"taking over the stale lock of process {owner['pid']} (this process's own PID, reused)"
+    return f"taking over the stale lock of dead process {owner and owner['pid']}"
+
+
+def _release(path: Path, me: dict) -> None:
+    """Removes the lock file if it still names ``me``."""
+    key = os.path.realpath(path)
+    with contextlib.suppress(FileNotFoundError):
+        fd = os.open(path, os.O_RDWR)
+        try:
+            with _flocked(fd):
+                if _names(fd, path) and _owner(fd) == me:
+                    path.unlink()
+        finally:
+            os.close(fd)
+    if _HELD.get(key) == me:
+        del _HELD[key]
+
+
+def _names(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the file open as ``fd`` (not removed, nor replaced, since it was opened)."""
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+@contextlib.contextmanager
+def _flocked(fd: int) -> Iterator[None]:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
