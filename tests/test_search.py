@@ -3,8 +3,10 @@ import json
 import random
 
 import pytest
+from fakes import FakeTraining, fake_describe
 
 from afos import config, types
+from afos.cli import main
 from afos.errors import RunError
 from afos.ga import genome, space
 from afos.ga import strategy as search
@@ -66,6 +68,41 @@ def test_refuses_to_overwrite_a_run(tmp_path, tiny_config):
     driver.run(config.override(tiny_config, search={"generations": 0}), run_dir)
     with pytest.raises(RunError, match="already holds a run: `afos resume"):
         driver.run(tiny_config, run_dir)
+
+
+FOREIGN = {"pareto.csv": b"name,score\nmine,1\n", "checkpoint.json": b'{"step": 7}', "lock.json": b'{"pid": 1}',
+           "notes.txt": b"keep me"}
+
+
+@pytest.mark.parametrize("how", ["library", "command line"])
+def test_refuses_a_directory_that_is_not_empty_and_holds_no_run_and_leaves_it_as_it_was(tmp_path, tiny_config,
+                                                                                       monkeypatch, capsys, how):
+    run_dir = tmp_path / "mine"
+    run_dir.mkdir()
+    for name, data in FOREIGN.items():
+        (run_dir / name).write_bytes(data)
+    message = f"{run_dir} is not empty and holds no afos run: choose a new or empty --run-dir"
+    if how == "library":
+        with pytest.raises(RunError) as err:
+            driver.run(tiny_config, run_dir, evaluator=FakeTraining(), describe=fake_describe)
+        assert str(err.value) == message
+    else:
+        monkeypatch.setenv("AFOS_COMPILATION_CACHE", "0")
+        code = main(["search", "--run-dir", str(run_dir), "--population", "2", "--generations", "0",
+                     "--train-size", "64", "--val-size", "32"])
+        assert code == 2 and capsys.readouterr().err.strip().splitlines()[-1] == f"afos search: error: {message}"
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == FOREIGN
+
+
+def test_a_search_goes_into_an_empty_directory_and_not_into_a_file(tmp_path, tiny_config):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    driver.run(tiny_config, empty, evaluator=FakeTraining(), describe=fake_describe)
+    assert Run.open(empty).records()
+    (tmp_path / "file").write_text("mine")
+    with pytest.raises(RunError, match="file is not a directory: choose another --run-dir$"):
+        driver.run(tiny_config, tmp_path / "file", evaluator=FakeTraining(), describe=fake_describe)
+    assert (tmp_path / "file").read_text() == "mine"
 
 
 @pytest.mark.parametrize("name", ["default", "afos", "swish"])

@@ -16,7 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("search", help="run a new search")
     _search_options(p)
-    p.add_argument("--run-dir", help="run directory (default: runs/<date-time>)")
+    p.add_argument("--run-dir", help="run directory, new or empty (default: runs/<date-time>)")
     p.set_defaults(func=commands.cmd_search)
 
     p = sub.add_parser("resume", help="continue a stopped run from its checkpoint (same result as never stopping)",

@@ -96,11 +96,16 @@ class Run:
 
     @staticmethod
     def check_free(path: str | Path) -> None:
-        """RunError if ``path`` already holds a run (it is continued with ``afos resume``, never overwritten)."""
+        """RunError unless ``path`` is missing or an empty directory: a run is continued with ``afos resume``,
+        never overwritten, and another directory's files are never written over or renamed."""
         path = Path(path)
         if (path / CONFIG).exists() or (path / EVALUATIONS).exists():
             raise RunError(f"{path} already holds a run: `afos resume {path}` continues it, "
                            "or choose another --run-dir")
+        if path.exists() and not path.is_dir():
+            raise RunError(f"{path} is not a directory: choose another --run-dir")
+        if path.exists() and any(path.iterdir()):
+            raise RunError(f"{path} is not empty and holds no afos run: choose a new or empty --run-dir")
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r})"
