@@ -64,6 +64,13 @@ def test_bad_input_gives_a_one_line_error(tmp_path, capsys, args, fragment):
     assert not (tmp_path / "r").exists()  # refused before anything was written
 
 
+def test_an_unknown_dataset_is_refused_before_the_start_line(tmp_path, capsys):
+    assert main(["search", "--dataset", "nope", "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("afos search: error: unknown dataset 'nope' (available: digits, "
+                                               "fashion_mnist, tfds:NAME;"), err
+
+
 def test_config_file_with_an_unknown_key(tmp_path, capsys):
     path = tmp_path / "c.toml"
     path.write_text("[search]\npopulaton = 4\n")
@@ -85,24 +92,34 @@ def test_expressions_may_start_with_a_minus(capsys):
                                                                                   "--expr", " -x"]
 
 
-NO_JAX = """
+LOADED = """
 import sys
 from afos.cli import main
 try:
-    code = main(sys.argv[1:])
+    code = main(sys.argv[2:])
 except SystemExit as stop:  # --help
     code = stop.code
-print("CODE", code, "JAX", any(m == "jax" or m.startswith("jax.") for m in sys.modules), file=sys.stderr)
+heavy = [h for h in sys.argv[1].split(",") if any(m == h or m.startswith(h + ".") for m in sys.modules)]
+print("CODE", code, "LOADED", heavy, file=sys.stderr)
 """
-FIXTURE = str(__import__("pathlib").Path(__file__).parent / "fixtures" / "run_v1")
+FIXTURE = str(RUN_V1)
+HEAVY = ("jax", "sympy", "sklearn", "scipy", "pandas", "matplotlib")  # what help never needs
+READERS = ("jax", "sklearn", "pandas", "matplotlib")  # what reading a run never needs (sympy names its functions)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["search", "--help"], ["show", FIXTURE],
-                                  ["export", "--expr", "-x*erf(exp(-x))", "--format", "latex"],
-                                  ["export", FIXTURE, "--format", "torch"]])
-def test_commands_that_train_nothing_do_not_load_jax(args):
-    out = subprocess.run([sys.executable, "-c", NO_JAX, *args], capture_output=True, text=True, timeout=120)
-    assert out.stderr.strip().splitlines()[-1] == "CODE 0 JAX False", out.stderr[-2000:]
+LIGHT = [
+    (["--help"], HEAVY), (["search", "--help"], HEAVY), (["show", "--help"], HEAVY),
+    (["show", FIXTURE], READERS), (["check", FIXTURE], READERS), (["export", FIXTURE, "--format", "latex"], READERS),
+    (["export", "--expr", "-x*erf(exp(-x))", "--format", "latex"], READERS),
+    (["export", FIXTURE, "--format", "torch"], READERS),
+]
+
+
+@pytest.mark.parametrize("args, unused", LIGHT, ids=[" ".join(Path(a).name for a in args) for args, _ in LIGHT])
+def test_commands_that_train_nothing_load_no_heavy_module(args, unused):
+    out = subprocess.run([sys.executable, "-c", LOADED, ",".join(unused), *args], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stderr.strip().splitlines()[-1] == "CODE 0 LOADED []", out.stderr[-2000:]
 
 
 def test_an_internal_error_is_a_traceback_not_a_user_error(monkeypatch):

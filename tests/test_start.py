@@ -6,7 +6,7 @@ import os
 import pytest
 
 from afos import config as config_lib
-from afos.errors import ConfigError
+from afos.errors import ConfigError, DataError
 from afos.fitness import data
 from afos.run import files, start
 from afos.run.rundir import Run
@@ -33,6 +33,13 @@ def test_warm_starts_beyond_the_population_are_dropped_with_a_message():
     config = _prepared(messages, population=2, init_exprs=["x*sigmoid(x)", "tanh(x)", "x*tanh(x)"])
     assert config.search.init_exprs == ["x*sigmoid(x)", "tanh(x)"]
     assert messages == ["init expressions beyond the population of 2 dropped: 'x*tanh(x)'"]
+
+
+def test_an_unknown_dataset_is_refused_and_a_tfds_one_is_not_loaded_to_be_checked(monkeypatch):
+    with pytest.raises(DataError, match=r"^unknown dataset 'nope' \(available: digits, fashion_mnist, tfds:NAME;"):
+        _prepared(dataset="nope", val_size=100)  # with a val_size, nothing would have counted the dataset
+    monkeypatch.setitem(data.PREFIXES, "tfds", lambda *a, **k: pytest.fail("loaded to be checked"))
+    assert _prepared(dataset="tfds:mnist").fitness.dataset == "tfds:mnist"
 
 
 @pytest.mark.parametrize("train_size, val_size, expected", [

@@ -1,7 +1,7 @@
 """The commands of ``afos``: each turns its parsed arguments into one call of the library.
 
-The training stack (JAX) is imported inside the commands that train, so ``afos --help``, ``afos show``
-and ``afos export`` start without it.
+The training stack (JAX) is imported inside the commands that train, so ``afos show``, ``afos check`` and
+``afos export`` start without it; ``afos --help`` imports none of this module (``parser`` defers it).
 """
 
 from __future__ import annotations

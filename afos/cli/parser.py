@@ -1,13 +1,23 @@
-"""The arguments of ``afos`` and its commands (argparse); the commands themselves are in ``commands``."""
+"""The arguments of ``afos`` and its commands (argparse); the commands themselves are in ``commands``,
+imported only when one runs, so that ``afos --help`` loads nothing of what they use."""
 
 from __future__ import annotations
 
 import argparse
-
-from afos.cli import commands
+from collections.abc import Callable
 
 # What a resume may change (afos.config.FREE_ON_RESUME): everything else is the run's, fixed when it started.
 RESUME_OPTIONS = ("--generations", "--ray-address", "--workers", "--memory", "--validate")
+
+
+def _deferred(name: str) -> Callable[[argparse.Namespace], int]:
+    """The command ``afos.cli.commands.<name>``, imported when it runs: help and argument errors load none of
+    the expression stack, the run or scikit-learn that the commands use."""
+    def command(args: argparse.Namespace) -> int:
+        from afos.cli import commands
+
+        return getattr(commands, name)(args)
+    return command
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="run a new search")
     _search_options(p)
     p.add_argument("--run-dir", help="run directory, new or empty (default: runs/<date-time>)")
-    p.set_defaults(func=commands.cmd_search)
+    p.set_defaults(func=_deferred("cmd_search"))
 
     p = sub.add_parser("resume", help="continue a stopped run from its checkpoint (same result as never stopping)",
                        description="Continue a stopped run exactly where it stopped. Its settings are the ones it "
@@ -27,11 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
     _ray_options(p, "move a Ray run to this cluster")
     _memory_option(p, "(default: the one the run started with; '' for none)")
     p.add_argument("--validate", action="store_true", help="at the end, run `afos validate`")
-    p.set_defaults(func=commands.cmd_resume)
+    p.set_defaults(func=_deferred("cmd_resume"))
 
     p = sub.add_parser("show", help="print the Pareto front of a run")
     p.add_argument("run_dir")
-    p.set_defaults(func=commands.cmd_show)
+    p.set_defaults(func=_deferred("cmd_show"))
 
     p = sub.add_parser("check", help="report the health of a run directory (and repair it with --repair)",
                        description="Check a run directory: every line of its log, the log against the checkpoint, "
@@ -40,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true", help="move the log's damaged, repeated and cut-off lines into "
                    "evaluations.set-aside.jsonl and rewrite a damaged pareto.csv from the log, after a backup of "
                    "each (nothing is deleted)")
-    p.set_defaults(func=commands.cmd_check)
+    p.set_defaults(func=_deferred("cmd_check"))
 
     p = sub.add_parser("validate", help="retrain the front's best and the anchors on fresh seeds and score them "
                        "on the test split (writes validation.csv)")
@@ -53,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, metavar="E",
                    help="training epochs (default: the run's protocol.validate_epochs, 5)")
     p.add_argument("--models", help="comma-separated models (default: the search's model)")
-    p.set_defaults(func=commands.cmd_validate)
+    p.set_defaults(func=_deferred("cmd_validate"))
 
     _benchmark_parser(sub)
 
@@ -71,11 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random", type=int, default=20, help="random functions of the space (default: 20)")
     p.add_argument("--space", default="default", help="where the random functions come from (default: default)")
     p.add_argument("--draw-seed", type=int, default=0, help="the seed that draws the random functions (default: 0)")
-    p.set_defaults(func=commands.cmd_calibrate)
+    p.set_defaults(func=_deferred("cmd_calibrate"))
 
     p = sub.add_parser("report", help="write report.html and report.md for a run or benchmark directory")
     p.add_argument("directory")
-    p.set_defaults(func=commands.cmd_report)
+    p.set_defaults(func=_deferred("cmd_report"))
 
     p = sub.add_parser("export", help="write a run's functions (or --expr) as jax, flax, numpy, torch, "
                        "tensorflow, latex or sympy code")
@@ -89,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "or at unit gain, as a search trains it (a run's functions come with the gain they were "
                    "trained with)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE (default: print)")
-    p.set_defaults(func=commands.cmd_export)
+    p.set_defaults(func=_deferred("cmd_export"))
     return parser
 
 
@@ -187,7 +197,7 @@ def _benchmark_parser(sub) -> None:
     p.add_argument("--preset", help="a preset name (benchmarks/presets) or a .toml file")
     p.add_argument("--quick", action="store_true", help="tiny data, 1 epoch, few seeds: a smoke test")
     p.add_argument("--out", help="benchmark directory (default: runs/bench-<preset>); reused to resume")
-    p.set_defaults(func=commands.cmd_benchmark)
+    p.set_defaults(func=_deferred("cmd_benchmark"))
 
 
 def search_option_names() -> set[str]:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import sympy
-from scipy.optimize import minimize, minimize_scalar
 
 from afos.errors import AfosError
 from afos.expr import ir, numeric
@@ -51,6 +50,8 @@ def _homogeneous(node: ir.Node) -> bool:
 
 def _fit(f: np.ndarray, node: ir.Node) -> tuple[float, float, float]:
     """(a, b, relative RMS error) of the best ``a * s(b * x)`` for the values ``f`` of a function on PROBE."""
+    from scipy.optimize import minimize_scalar  # SciPy only where a function is named, not for `afos check`
+
     norm = math.sqrt(float(np.mean(f * f)))
 
     def error(b: float) -> tuple[float, float]:
@@ -148,6 +149,8 @@ def affine_fit(f_expr: sympy.Expr, t_expr: sympy.Expr) -> AffineFit:
     for each input map, the input map ``(b, c)`` by a grid over ``|b|`` in [1/4, 4] (both signs) and ``c`` in
     [-4, 4], refined by Nelder-Mead from the best grid points. Raises ``AfosError`` for a function afos cannot
     compute."""
+    from scipy.optimize import minimize
+
     f = _values(ir.lower(f_expr), AFFINE_PROBE)
     node = ir.lower(t_expr)
     if not np.all(np.isfinite(f)) or np.ptp(f) == 0.0:

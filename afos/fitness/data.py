@@ -352,17 +352,34 @@ def subset_sizes(name: str, sizes: Sizes, train_size: int, val_size: int) -> Siz
     return Sizes(train, val)
 
 
-def _raw(name: str, data_dir: str, image_size: int) -> Raw | Dataset:
+def _prefixed(name: str) -> bool:
+    """Whether ``name`` is ``prefix:NAME`` for one of ``PREFIXES`` (``tfds:mnist``)."""
     prefix, sep, rest = name.partition(":")
-    if sep and prefix in PREFIXES and rest:
+    return bool(sep and prefix in PREFIXES and rest)
+
+
+def _unknown(name: str) -> DataError:
+    available = [*DATASETS, *(f"{p}:NAME" for p in PREFIXES)]
+    return DataError(f"unknown dataset {name!r} (available: {', '.join(available)}; "
+                     f"{plugins.describe_forms('dataset')})")
+
+
+def check(name: str) -> None:
+    """A DataError unless ``name`` is a dataset afos can load, without loading it: afos's own, ``tfds:NAME``
+    (whether TFDS has it prepared is said when it loads), or the user's, whose loader is imported here."""
+    if name not in DATASETS and not _prefixed(name) and plugins.resolve("dataset", name) is None:
+        raise _unknown(name)
+
+
+def _raw(name: str, data_dir: str, image_size: int) -> Raw | Dataset:
+    if _prefixed(name):
+        prefix, _, rest = name.partition(":")
         return PREFIXES[prefix](rest, data_dir=data_dir, image_size=image_size)
     if name in DATASETS:
         return DATASETS[name](data_dir=data_dir, image_size=image_size)
     loader = plugins.resolve("dataset", name)
     if loader is None:
-        available = [*DATASETS, *(f"{p}:NAME" for p in PREFIXES)]
-        raise DataError(f"unknown dataset {name!r} (available: {', '.join(available)}; "
-                        f"{plugins.describe_forms('dataset')})")
+        raise _unknown(name)
     if not callable(loader):  # arrays handed to the Python API
         return _checked(name, loader)
     accepted = inspect.signature(loader).parameters

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import sympy
-from sklearn.exceptions import ConvergenceWarning
 
 from afos import types
 from afos.config import SURROGATES
@@ -95,6 +94,8 @@ class Surrogate:
         self.n = len(examples)
         self.model = None
         if self.ready:
+            from sklearn.exceptions import ConvergenceWarning  # scikit-learn only where a regressor is fitted
+
             x = np.stack([self._features(parse(e.expr), e.gain, e.expr) for e in examples])
             with warnings.catch_warnings():  # a kernel parameter at its bound is the optimizer's note, not a user's
                 warnings.simplefilter("ignore", ConvergenceWarning)

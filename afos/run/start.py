@@ -1,11 +1,12 @@
 """The start of a new search: every input checked, and the config resolved as the run will store it.
 
 ``prepare`` runs before any data is loaded and before the run directory is created, so that bad input costs
-nothing and leaves nothing behind: the model (or objective, with its options) must exist, every warm-start
-expression must be built in the space and pass the screen (one dropped is said in one line), and a subset of
-the training data must fit the dataset. It also decides the sizes: a training subset shrinks the validation
-split in proportion unless ``fitness.val_size`` is given, and the run stores the resolved, explicit
-``val_size``. A resume never comes here: a stored ``val_size = 0`` keeps meaning the whole validation split.
+nothing and leaves nothing behind: the model and the dataset (or objective, with its options) must exist,
+every warm-start expression must be built in the space and pass the screen (one dropped is said in one line),
+and a subset of the training data must fit the dataset. It also decides the sizes: a training subset shrinks
+the validation split in proportion unless ``fitness.val_size`` is given, and the run stores the resolved,
+explicit ``val_size``. A resume never comes here: a stored ``val_size = 0`` keeps meaning the whole validation
+split.
 """
 
 from __future__ import annotations
@@ -42,14 +43,15 @@ def prepare(config: Config, message: Callable[[str], None], describe: Describe |
 
 
 def _checked_task(config: Config) -> Config:
-    """``config`` once its model exists, or its objective with its options resolved (``own.resolve_options``:
-    the run stores every option the objective is called with, its defaults included)."""
+    """``config`` once its model and dataset exist, or its objective with its options resolved
+    (``own.resolve_options``: the run stores every option the objective is called with, its defaults included)."""
     from afos.fitness import own, zoo
     from afos.fitness.problem import FitnessProblem
 
     f = config.fitness
     if not f.objective:
         zoo.check(f.model, FitnessProblem.model_options(f))
+        data_lib.check(f.dataset)
         return config
     options = own.resolve_options(f.objective, own.objective(f.objective), f.objective_options)
     if options == f.objective_options:
