@@ -71,6 +71,24 @@ def test_an_unknown_dataset_is_refused_before_the_start_line(tmp_path, capsys):
                                                "fashion_mnist, tfds:NAME;"), err
 
 
+@pytest.mark.parametrize("where, created", [("afos.cli.commands.config_from_args", False),
+                                            ("afos.run.start.prepare", False), ("afos.run.driver._drive", True)])
+def test_a_ctrl_c_outside_the_searchs_watch_says_what_it_leaves(tmp_path, capsys, monkeypatch, where, created):
+    """Before the run directory exists there is nothing to resume; once it holds the run, the hint is right."""
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(where, ctrl_c)
+    monkeypatch.setattr("afos.run.lock.ignore_sigint", lambda: None)  # this process's Ctrl-C is pytest's
+    run_dir = tmp_path / "ctrlc"
+    assert main(["search", "--run-dir", str(run_dir), *TINY]) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (run_dir / "config.toml").is_file() is created and (created or not run_dir.exists())
+    hint = f"stopped by Ctrl-C; every finished evaluation is saved; resume with: afos resume {run_dir}"
+    nothing = "stopped by Ctrl-C before the search started, so there is nothing to resume"
+    assert err == f"afos search: {hint if created else nothing}"
+
+
 def test_config_file_with_an_unknown_key(tmp_path, capsys):
     path = tmp_path / "c.toml"
     path.write_text("[search]\npopulaton = 4\n")

@@ -299,6 +299,27 @@ def test_init_from_a_run_directory(tmp_path, small, capsys):
     assert first["fingerprint"] == best.fingerprint
 
 
+def test_a_second_ctrl_c_says_it_stopped_at_once_and_how_to_resume():
+    from afos.run.lock import stop_on_sigint
+
+    class Said:
+        def __init__(self):
+            self.lines = []
+
+        def message(self, text):
+            self.lines.append(text)
+
+    said = Said()
+    with stop_on_sigint(said, "resume with: afos resume r") as stop:
+        ctrl_c = signal.getsignal(signal.SIGINT)
+        ctrl_c(signal.SIGINT, None)
+        assert stop() and said.lines == ["stopping after the evaluation in flight (Ctrl-C again to stop at once); "
+                                         "resume with: afos resume r"]
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            ctrl_c(signal.SIGINT, None)
+    assert str(stopped.value) == "stopped at once; every finished evaluation is saved; resume with: afos resume r"
+
+
 def test_sigint_handler_is_restored_on_exit_but_never_over_a_later_choice():
     from afos.run.lock import stop_on_sigint
 

@@ -2,7 +2,8 @@
 
 An error the user can cause is an ``afos.errors.AfosError`` (or an ``OSError`` the system raised about a
 file): it is printed as ``afos COMMAND: error: ...`` with exit status 2. Anything else is a bug and keeps its
-traceback. Ctrl-C stops with exit status 130 after saving what is finished.
+traceback. Ctrl-C stops with exit status 130 after saving what is finished, and says how to resume, or that
+there is nothing to resume where a search's run directory does not exist yet.
 
 A warning is printed as one line too, ``afos COMMAND: warning: ...``: afos's own (``AfosWarning``) as its
 message, any other (a library's) with its category and the package it came from, never a file, line
@@ -98,13 +99,18 @@ def _run(args: argparse.Namespace) -> int:
     except (AfosError, OSError) as err:
         print(f"afos {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as err:  # driver.SearchInterruptedError (first Ctrl-C) carries its own message
+    except KeyboardInterrupt as err:  # what a search leaves it says (driver, run.lock, commands._resumable)
         ignore_sigint()
-        where = getattr(args, "run_dir", None)
-        hint = f"; resume with: afos resume {where}" if where else ""
-        message = str(err) or f"stopped at once; every finished evaluation is saved{hint}"
-        print(f"afos {args.command}: {message}", file=sys.stderr)
+        print(f"afos {args.command}: {str(err) or _stopped(args.command)}", file=sys.stderr)
         return 130
+
+
+def _stopped(command: str) -> str:
+    """What a Ctrl-C says where nothing said more: a search whose run directory holds no run yet (else
+    ``commands._resumable`` gives the resume command) started nothing, so there is nothing to resume."""
+    if command == "search":
+        return "stopped by Ctrl-C before the search started, so there is nothing to resume"
+    return "stopped by Ctrl-C"
 
 
 if __name__ == "__main__":

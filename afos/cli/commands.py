@@ -7,6 +7,8 @@ The training stack (JAX) is imported inside the commands that train, so ``afos s
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,20 +99,39 @@ def _finish_search(run_dir: Path, validate: bool = False) -> int:
     return 0
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    from afos.run import driver
+@contextlib.contextmanager
+def _resumable(run_dir: Path) -> Iterator[None]:
+    """A Ctrl-C inside that the search did not catch (``driver`` and ``run.lock`` say their own) says how to resume
+    the run ``run_dir`` holds, once it holds one; before, the command line says there is nothing to resume."""
+    try:
+        yield
+    except KeyboardInterrupt as err:
+        if str(err) or not Run.exists(run_dir):
+            raise
+        raise KeyboardInterrupt("stopped by Ctrl-C; every finished evaluation is saved; resume with: "
+                                f"afos resume {run_dir}") from None
 
+
+def cmd_search(args: argparse.Namespace) -> int:
     config = config_from_args(args, config_lib.load(args.config) if args.config else config_lib.Config())
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir()
-    reporter = RichReporter(config.search.generations, "search")
-    try:  # the driver checks every input before any work, then says what starts (start.start_line)
-        driver.run(config, run_dir, reporter)
-    finally:
-        reporter.close()
-    return _finish_search(run_dir, args.validate)
+    with _resumable(run_dir):
+        from afos.run import driver  # JAX: the first seconds, before the run directory exists
+
+        reporter = RichReporter(config.search.generations, "search")
+        try:  # the driver checks every input before any work, then says what starts (start.start_line)
+            driver.run(config, run_dir, reporter)
+        finally:
+            reporter.close()
+        return _finish_search(run_dir, args.validate)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    with _resumable(Path(args.run_dir)):
+        return _resume(args)
+
+
+def _resume(args: argparse.Namespace) -> int:
     from afos.run import driver
 
     run = Run.open(args.run_dir)

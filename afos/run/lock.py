@@ -157,12 +157,13 @@ def _flocked(fd: int) -> Iterator[None]:
 
 @contextlib.contextmanager
 def stop_on_sigint(reporter: Messenger, resume_hint: str) -> Iterator[Callable[[], bool]]:
-    """First Ctrl-C: stop after the evaluation in flight. Second: stop at once (KeyboardInterrupt)."""
+    """First Ctrl-C: stop after the evaluation in flight. Second: stop at once (a KeyboardInterrupt that says so,
+    with ``resume_hint``)."""
     requested = []
 
     def handler(signum, frame):
         if requested:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(f"stopped at once; every finished evaluation is saved; {resume_hint}")
         requested.append(True)
         reporter.message(f"stopping after the evaluation in flight (Ctrl-C again to stop at once); {resume_hint}")
 

@@ -95,6 +95,11 @@ class Run:
         return cls(path, config)
 
     @staticmethod
+    def exists(path: str | Path) -> bool:
+        """Whether ``path`` holds a run (its ``config.toml``): one that ``open`` opens and a resume continues."""
+        return (Path(path) / CONFIG).is_file()
+
+    @staticmethod
     def check_free(path: str | Path) -> None:
         """RunError unless ``path`` is missing or an empty directory: a run is continued with ``afos resume``,
         never overwritten, and another directory's files are never written over or renamed."""
