@@ -140,13 +140,25 @@ class FitnessMemory:
         except sqlite3.Error as err:
             raise ConfigError(f"evaluator.memory: cannot open {self.path} ({err})") from None
         try:
-            self._init()
+            self._init_when_free()
         except sqlite3.DatabaseError as err:
             self.db.close()
             raise ConfigError(_unusable(self.path, err)) from None
         except ConfigError:
             self.db.close()
             raise
+
+    def _init_when_free(self) -> None:
+        """``_init``, tried again while another process holds the file: switching a new file to WAL can report
+        "database is locked" at once, without waiting out the busy timeout (two runs creating one memory)."""
+        deadline = time.monotonic() + BUSY_SECONDS
+        while True:
+            try:
+                return self._init()
+            except sqlite3.OperationalError as err:
+                if (err.sqlite_errorcode or 0) & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _init(self) -> None:
         self._check_tables()  # before anything is written: another program's database is left as it was
