@@ -197,9 +197,10 @@ def proxy_table(results: dict, out: Path) -> str:
         return [r for r in lines if r.status in (types.OK, types.FAILED) and r.generation >= 1]
     def anchor(lines):
         return max(r.val_accuracy for r in lines if r.status == types.ANCHOR and r.val_accuracy is not None)
-    level = {gain: max(max(r.val_accuracy or 0.0 for r in trained(lines) + [r for r in lines if r.generation == 0
-                                                                        and r.scored])
-                       for name, lines in logs.items() if name.split("-")[:2] == ["ga", gain])
+    level = {gain: max((max(r.val_accuracy or 0.0 for r in trained(lines) + [r for r in lines if r.generation == 0
+                                                                         and r.scored])
+                        for name, lines in logs.items() if name.split("-")[:2] == ["ga", gain]),
+                       default=float("inf"))  # without a plain GA arm, nothing to match
              for gain in {name.split("-")[1] for name in logs}}
     groups = defaultdict(list)
     for name, lines in sorted(logs.items()):
@@ -220,7 +221,8 @@ def proxy_table(results: dict, out: Path) -> str:
     for (strategy, gain), values in sorted(groups.items()):
         rows.append(f"| {strategy} | {gain} | {np.mean([v[0] for v in values]):.0%} | "
                     f"{np.mean([v[1] for v in values]):.4f} | {np.mean([v[2] for v in values]):.4f} | "
-                    f"{', '.join(f'{v[3]} / {v[4]}' for v in values)} (GA's best {level[gain]:.4f}) |")
+                    f"{', '.join(f'{v[3]} / {v[4]}' for v in values)} "
+                    f"({'no ga arm' if level[gain] == float('inf') else f'GA best {level[gain]:.4f}'}) |")
     return "\n".join(rows)
 
 
