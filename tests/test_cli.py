@@ -227,3 +227,22 @@ def test_progress_in_a_log_file_is_one_whole_line_per_generation(tmp_path):
         f"gen 11/12 3/3 trained 2 cached 0 rejected 0 failed 1 best 0.6110 {expr} 0:00:00",
         f"gen 12/12 1/3 trained 3 cached 0 rejected 0 failed 1 best 0.6200 {expr} 0:00:00",
     ]
+
+
+def test_show_prints_fields_from_the_files_as_they_are(tmp_path):
+    """A log line's text is neither rich markup nor terminal control: `[/]` is no MarkupError, `[bold red]` is
+    not swallowed, an escape sequence does not reach the terminal (issue 21, item 6)."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    run_dir = shutil.copytree(FIXTURE, tmp_path / "run")
+    log = run_dir / "evaluations.jsonl"
+    lines = [json.loads(text) for text in log.read_text().splitlines()]
+    lines[0]["tree"], lines[1]["tree"], lines[1]["expr"] = "[/]", "[bold red]boom", "x\x1b[2J"
+    log.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = subprocess.run([sys.executable, "-m", "afos", "show", str(run_dir)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "[/]" in out.stdout and "[bold red]boom" in out.stdout and "x\\x1b[2J" in out.stdout
+    assert "\x1b" not in out.stdout + out.stderr

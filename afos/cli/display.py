@@ -18,6 +18,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from afos import types
 from afos.expr import parse
@@ -32,6 +33,17 @@ from afos.types import metric_names
 
 # On a terminal, progress bars; in a file or a pipe (a log), plain lines that no width cuts.
 console = Console(stderr=True)
+
+
+def printable(value: Any) -> str:
+    """``value`` as text a terminal shows as it is: control characters (an escape sequence read from a run's
+    files) written out as escapes."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(value))
+
+
+def shown(value: Any) -> Text:
+    """A field read from a file, for a rich table: never read as markup, no control character."""
+    return Text(printable(value))
 console.soft_wrap = not console.is_terminal  # a log's lines are as long as they are
 
 
@@ -157,7 +169,8 @@ class BenchProgress:
             self.progress.stop()
 
 
-def front_table(front: list[FrontEntry], title: str, names: tuple[str, str] = ("val_accuracy", "val_loss")) -> Table:
+def front_table(front: list[FrontEntry], title: str | Text,
+                names: tuple[str, str] = ("val_accuracy", "val_loss")) -> Table:
     """The front; with successive halving, the training length of every accuracy (``epochs``)."""
     table = Table(title=title)
     for name, justify in (("complexity", "right"), (names[0], "right"), (names[1], "right"),
@@ -170,8 +183,8 @@ def front_table(front: list[FrontEntry], title: str, names: tuple[str, str] = ("
     for e in front:
         loss = "" if e.val_loss is None else f"{e.val_loss:.4f}"
         acc = f"{e.val_accuracy:.4f}" + ("" if e.val_accuracy_std is None else f" ± {e.val_accuracy_std:.4f}")
-        table.add_row(str(e.complexity), acc, loss, str(e.generation), label(e.expression), str(e.seeds),
-                      *([str(e.epochs)] if rungs else []))
+        table.add_row(*map(shown, (e.complexity, acc, loss, e.generation, label(e.expression), e.seeds,
+                                   *([e.epochs] if rungs else []))))
     return table
 
 
@@ -189,7 +202,7 @@ def anchors_table(anchors: list[Evaluation], title: str,
         acc = "failed" if r.val_accuracy is None else f"{r.val_accuracy:.4f}"
         acc += "" if r.val_accuracy_std is None else f" ± {r.val_accuracy_std:.4f}"
         loss = "" if r.val_loss is None else f"{r.val_loss:.4f}"
-        table.add_row(r.tree, acc, loss, str(r.seeds), r.expr, *([str(r.epochs)] if rungs else []))
+        table.add_row(*map(shown, (r.tree, acc, loss, r.seeds, r.expr, *([r.epochs] if rungs else []))))
     return table
 
 
@@ -234,8 +247,8 @@ def validation_table(rows: list[dict], title: str) -> Table:
                           ("vs relu (95% CI, Wilcoxon p)", "right"), ("verdict", "left"), ("expression", "left")):
         table.add_column(name, justify=justify)
     for row in rows:
-        table.add_row(row["activation"], row["model"], *format_validation_row(row), row.get("verdict", ""),
-                      row["expression"])
+        table.add_row(*map(shown, (row["activation"], row["model"], *format_validation_row(row),
+                                   row.get("verdict", ""), row["expression"])))
     return table
 
 
@@ -249,13 +262,13 @@ def print_run(run: Run) -> None:
         seeds, epochs = rows[0]["seeds"], rows[0]["epochs"]
         out.print(f"Verdict on the test split (afos validate: seeds {seeds}, {epochs} epochs):", style="bold")
         for line in verdict_lines(rows):
-            out.print(f"  {line}", markup=False, highlight=False)
+            out.print(f"  {printable(line)}", markup=False, highlight=False)
     front = run.front()
     names = metric_names(run.config.fitness)
-    out.print(front_table(front, f"Pareto front of {run.path}", names))
+    out.print(front_table(front, shown(f"Pareto front of {run.path}"), names))
     recovered = recovery_line(run.config.fitness, [e.expression for e in ranked(front)])
     if recovered is not None:
-        out.print(recovered, markup=False, highlight=False)
+        out.print(printable(recovered), markup=False, highlight=False)
     anchors = run.anchors()
     if anchors:
         out.print(anchors_table(anchors, "Anchors (same fitness protocol)", names))
@@ -266,7 +279,7 @@ def print_run(run: Run) -> None:
         out.print(validation_table(judge(rows), f"Validated on the test split (seeds {seeds}, {epochs} epochs)"))
     elif anchors:
         metric = "validation accuracy" if names[0] == "val_accuracy" else f"{names[0]} of the validation split"
-        out.print(anchor_verdict(front, anchors, metric), markup=False, highlight=False)
+        out.print(printable(anchor_verdict(front, anchors, metric)), markup=False, highlight=False)
 
 
 def print_calibration(result) -> None:
@@ -278,8 +291,8 @@ def print_calibration(result) -> None:
     for column in ("function", "kind", "mean MSE", "mean log10 MSE", "std log10"):
         table.add_column(column, justify="left" if column in ("function", "kind") else "right")
     for row in sorted((result.target, *result.others), key=lambda r: r.log_mean):
-        table.add_row(label(row.expression), row.name, f"{row.mean:.3g}", f"{row.log_mean:+.3f}",
-                      f"{row.log_std:.3f}", style="bold" if row is result.target else None)
+        table.add_row(*map(shown, (label(row.expression), row.name, f"{row.mean:.3g}", f"{row.log_mean:+.3f}",
+                                   f"{row.log_std:.3f}")), style="bold" if row is result.target else None)
     out.print(table)
     for text in result.equal:
         out.print(f"set aside: {text} equals the target up to affine maps", markup=False, highlight=False)
