@@ -177,8 +177,9 @@ class Search:
         for k in best:  # the best functions, one per function up to sign symmetries
             if len(elite) == ELITE:
                 break
-            if self._sketch_known(k).key not in keys:
-                keys.add(self._sketch_known(k).key)
+            key = self._sketch_known(k).key
+            if key not in keys:
+                keys.add(key)
                 elite.append(k)
         children = [(f"{kind}:{rank}", nb) for rank, k in enumerate(elite)
                     for kind, nb in genome.neighbours(self.space, self.pset, genome.from_text(k.tree, self.pset))]
@@ -195,16 +196,18 @@ class Search:
                 out.append((child, sk, kind))
         return out
 
-    def _sketch_tree(self, ind: genome.Individual) -> local.Sketch:
-        text = genome.to_text(ind)
+    def _sketch_tree(self, ind: genome.Individual, text: str | None = None) -> local.Sketch:
+        """A tree's sketch, cached by its genome text (``text`` where the caller has it)."""
+        text = genome.to_text(ind) if text is None else text
         if ("tree", text) not in self._sketches:
             self._sketches[("tree", text)] = local.sketch(genome.to_sympy(ind))
         return self._sketches[("tree", text)]
 
     def _sketch_known(self, known: Known) -> local.Sketch:
         """A scored function's sketch, from its tree (its text may not parse back: ``x**18`` is beyond the
-        parser's bounds on what a user types)."""
-        return self._sketch_tree(genome.from_text(known.tree, self.pset))
+        parser's bounds on what a user types); the tree is read only the first time."""
+        cached = self._sketches.get(("tree", known.tree))
+        return cached or self._sketch_tree(genome.from_text(known.tree, self.pset), known.tree)
 
     def _sketch_expr(self, text: str) -> local.Sketch:
         """The sketch of an expression from elsewhere (an anchor, a fitness memory); one that does not parse
