@@ -22,7 +22,7 @@ from rich.text import Text
 
 from afos import types
 from afos.expr import parse
-from afos.expr.names import known_as, label
+from afos.expr.names import canonical, known, label
 from afos.ga import surrogate
 from afos.ga.front import FrontEntry, ranked
 from afos.run.records import Evaluation, format_validation_row
@@ -78,7 +78,7 @@ class RichReporter:
         counts = f"trained {c[types.OK]} cached {c[types.CACHED]} rejected {c[types.REJECTED]} failed {c[types.FAILED]}"
         if c[types.SCREENED]:
             counts += f" screened {c[types.SCREENED]}"
-        best = "-" if self.best is None else f"{self.best.val_accuracy:.4f} {self.best.expr}"
+        best = "-" if self.best is None else f"{self.best.val_accuracy:.4f} {label(self.best.expr)}"
         return {"counts": counts, "best": best[:cut]}
 
     def generation_started(self, generation: int, size: int) -> None:
@@ -202,7 +202,7 @@ def anchors_table(anchors: list[Evaluation], title: str,
         acc = "failed" if r.val_accuracy is None else f"{r.val_accuracy:.4f}"
         acc += "" if r.val_accuracy_std is None else f" ± {r.val_accuracy_std:.4f}"
         loss = "" if r.val_loss is None else f"{r.val_loss:.4f}"
-        table.add_row(*map(shown, (r.tree, acc, loss, r.seeds, r.expr, *([r.epochs] if rungs else []))))
+        table.add_row(*map(shown, (r.tree, acc, loss, r.seeds, label(r.expr), *([r.epochs] if rungs else []))))
     return table
 
 
@@ -233,11 +233,11 @@ def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation], metric: s
         return "nothing to compare yet"
     anchor = max(scored, key=lambda r: r.val_accuracy)
     verb = "beats" if best.val_accuracy > anchor.val_accuracy else "does not beat"
-    known = known_as(parse(best.expression))
-    what = "" if known is None else f", which is {known}: a known function, not a discovery"
+    name = known(parse(best.expression))
+    what = "" if name is None else f", which is {name.said}: a known function, not a discovery"
     length = "" if best.epochs is None else f" after {best.epochs} epochs"
-    return (f"best of the front {best.expression} ({best.val_accuracy:.4f}) {verb} the best anchor {anchor.tree} "
-            f"({anchor.val_accuracy:.4f}) on {metric}{length}{what}; `afos validate` checks it on the "
+    return (f"best of the front {canonical(best.expression)} ({best.val_accuracy:.4f}) {verb} the best anchor "
+            f"{anchor.tree} ({anchor.val_accuracy:.4f}) on {metric}{length}{what}; `afos validate` checks it on the "
             "test split")
 
 
@@ -248,7 +248,7 @@ def validation_table(rows: list[dict], title: str) -> Table:
         table.add_column(name, justify=justify)
     for row in rows:
         table.add_row(*map(shown, (row["activation"], row["model"], *format_validation_row(row),
-                                   row.get("verdict", ""), row["expression"])))
+                                   row.get("verdict", ""), label(row["expression"]))))
     return table
 
 
@@ -295,9 +295,10 @@ def print_calibration(result) -> None:
                                    f"{row.log_std:.3f}")), style="bold" if row is result.target else None)
     out.print(table)
     for text in result.equal:
-        out.print(f"set aside: {text} equals the target up to affine maps", markup=False, highlight=False)
+        out.print(f"set aside: {canonical(text)} equals the target up to affine maps", markup=False, highlight=False)
     closest, verdict = result.closest, "a task whose answer is known" if result.counts else \
         f"not a task whose answer is known (it needs more than {MARGIN:g})"
-    out.print(f"{result.target.expression} is ahead of the closest other function, {closest.expression} "
+    out.print(f"{canonical(result.target.expression)} is ahead of the closest other function, "
+              f"{canonical(closest.expression)} "
               f"({closest.name}), by {result.margin:.1f} seed standard deviations of the log loss: {verdict}",
               markup=False, highlight=False)

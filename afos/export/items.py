@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import sympy
 
 from afos.expr import to_text
-from afos.expr.names import known_as
+from afos.expr.names import known
 from afos.ga.front import FrontEntry
 from afos.run.records import format_validation_row
 from afos.study.verdict import judge
@@ -60,9 +60,9 @@ class Item:
         """Lines saying where the function comes from and how it scored, led by its verdict once validated."""
         lines = verdict_of(self.validation, self.entry.expression) if self.entry is not None else []
         lines.append(f"Expression: {self.text}")
-        known = known_as(self.expr)
-        if known is not None:
-            lines.append(f"Known function: {known} (a standard activation at another input or output scale)")
+        name = known(self.expr)
+        if name is not None:
+            lines.append(f"Known function: {name.described}")
         if self.gain is not None:
             lines.append(f"Gain: trained, and computed here, as g * ({self.text}) with g = {self.gain!r}, "
                          "afos's unit gain (E[(g f(z))^2] = 1 for z ~ N(0, 1))")

@@ -7,6 +7,11 @@ with a bounded scalar search) on a probe of [-6, 6] and names the first ``s`` th
 below ``TOLERANCE``; the scales are written as simple numbers where they are one (``sqrt(2)``, ``1/2``, ``3``).
 NumPy only (``afos.expr.numeric``): ``afos show`` and ``afos export`` name functions without JAX.
 
+One function, one spelling: ``canonical(text)`` is the one text form in which afos shows a function (``max(x, 0)``,
+``Max(0, x)`` and ``relu(x)`` are all ``Max(0, x)``), and ``label(text)`` puts its known name beside it
+(``Max(0, x) (= relu)``, ``Max(0, 2*x) (= 2*relu(x))``). Every table, progress line, verdict, report and export
+header shows a function through them; "at another scale" is said only where a scale differs (``Known``).
+
 ``affine_fit(f, t)`` asks the wider question a planted task needs (``afos.examples.planted``): is ``f`` the
 function ``t`` up to affine maps of input and output, ``f(x) = a * t(b*x + c) + d``? A network absorbs all four
 numbers into the weights and biases around the activation, so such an ``f`` is the same activation to it.
@@ -23,7 +28,7 @@ import sympy
 
 from afos.errors import AfosError
 from afos.expr import ir, numeric
-from afos.expr.parse import parse
+from afos.expr.parse import parse, to_text
 from afos.expr.primitives import STANDARD_ACTIVATIONS, X
 
 PROBE = np.linspace(-6.0, 6.0, 481)
@@ -80,9 +85,37 @@ def _simple(value: float) -> sympy.Expr:
     return sympy.Float(f"{value:.4g}")
 
 
-def known_as(expr: sympy.Expr) -> str | None:
-    """``"sqrt(2)*gelu(sqrt(2)*x)"`` where ``expr`` is a standard activation up to input and output scale
-    (``"gelu(x)"`` where it is one as it is), else None."""
+@dataclass(frozen=True)
+class Known:
+    """A standard activation that a function is: ``output * name(input * x)``, the scales as simple numbers."""
+
+    name: str
+    output: sympy.Expr
+    input: sympy.Expr
+
+    @property
+    def formula(self) -> str:
+        """``"sqrt(2)*gelu(sqrt(2)*x)"``; ``"gelu(x)"`` at the activation's own scale."""
+        return sympy.sstr(self.output * sympy.Function(self.name)(self.input * X))
+
+    @property
+    def rescaled(self) -> bool:
+        """Whether the input or output scale (or sign) differs from the standard activation's."""
+        return self.output != 1 or self.input != 1
+
+    @property
+    def said(self) -> str:
+        """What the function is called: ``"gelu"`` at its own scale, else the formula."""
+        return self.formula if self.rescaled else self.name
+
+    @property
+    def described(self) -> str:
+        """``said``, with ``(gelu at another input or output scale)`` where the scale differs, and only there."""
+        return f"{self.formula} ({self.name} at another input or output scale)" if self.rescaled else self.name
+
+
+def known(expr: sympy.Expr) -> Known | None:
+    """The standard activation ``expr`` is up to input and output scale, or None."""
     try:
         f = _values(ir.lower(expr))
     except AfosError:
@@ -92,19 +125,40 @@ def known_as(expr: sympy.Expr) -> str | None:
     for name in KNOWN:
         a, b, err = _fit(f, _standard(name))
         if err <= TOLERANCE and abs(a) > 0:
-            named = _simple(a) * sympy.Function(name)(_simple(b) * X)
-            return sympy.sstr(named)
+            return Known(name, _simple(a), _simple(b))
     return None
 
 
-def label(expression: str) -> str:
-    """``expression``, followed by `` (= its known name)`` where it has one (and is not written so already):
-    how afos shows a function."""
+def known_as(expr: sympy.Expr) -> str | None:
+    """``"sqrt(2)*gelu(sqrt(2)*x)"`` where ``expr`` is a standard activation up to input and output scale
+    (``"gelu(x)"`` where it is one as it is), else None."""
+    found = known(expr)
+    return None if found is None else found.formula
+
+
+@functools.lru_cache(maxsize=4096)
+def canonical(expression: str) -> str:
+    """The one way afos writes a function: the text form (``afos.expr.to_text``) of ``expression`` parsed, so that
+    ``max(x, 0)``, ``Max(0, x)`` and ``relu(x)`` are all ``Max(0, x)``; text that does not parse stays as it is.
+
+    Only for showing: files keep the text they were written with (a validation row's expression is matched
+    against the front's, and a benchmark cell's key is made of it)."""
     try:
-        name = known_as(parse(expression))
+        return to_text(parse(expression))
     except AfosError:
         return expression
-    return expression if name is None or name == expression else f"{expression} (= {name})"
+
+
+@functools.lru_cache(maxsize=4096)
+def label(expression: str) -> str:
+    """How afos shows a function: its ``canonical`` text, followed by `` (= its known name)`` where it has one
+    (``Max(0, x) (= relu)``, ``Max(0, 2*x) (= 2*relu(x))``) and the text is not that name already (``tanh(x)``)."""
+    text = canonical(expression)
+    try:
+        found = known(parse(text))
+    except AfosError:
+        return text
+    return text if found is None or found.formula == text else f"{text} (= {found.said})"
 
 
 # --- equality up to affine maps of input and output ------------------------------------------------------------

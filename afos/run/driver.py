@@ -32,6 +32,7 @@ from afos import types
 from afos.config import Config
 from afos.errors import RunError
 from afos.expr import STANDARD_ACTIVATIONS, Candidate, analyse, parse
+from afos.expr.names import canonical, label
 from afos.fitness import compile_cache
 from afos.fitness import evaluator as evaluator_lib
 from afos.fitness.evaluator import Evaluator
@@ -106,7 +107,7 @@ class _Loop:
         std = "" if line.val_accuracy_std is None else f" ± {line.val_accuracy_std:.4f}"
         what = "re-scored" if line.status == types.RESCORED else "promoted"
         length = "" if line.epochs is None else f", {line.epochs} epochs"
-        self.reporter.message(f"{what} {line.expr} on {line.seeds} seeds{length}: {acc}{std}")
+        self.reporter.message(f"{what} {label(line.expr)} on {line.seeds} seeds{length}: {acc}{std}")
 
     # --- anchors ------------------------------------------------------------------------------------
     def anchors(self) -> None:
@@ -136,7 +137,7 @@ class _Loop:
                 acc = "failed" if fit.val_accuracy is None else f"{fit.val_accuracy:.4f}"
                 length = "" if epochs is None else f", {epochs} epochs"
                 self.emit(line, lambda r, acc=acc, length=length: self.reporter.message(
-                    f"anchor {r.tree} ({r.expr}): {metric} {acc} on {len(self.seeds)} seed(s){length}"))
+                    f"anchor {r.tree} ({canonical(r.expr)}): {metric} {acc} on {len(self.seeds)} seed(s){length}"))
         # what a surrogate learns before the run has scored anything of its own: the anchors at rung 0
         self.search.prior += [surrogate.Example(a.expr, a.gain, surrogate.target(a.fitness))
                               for a in self.run.anchors() if a.epochs == self.epochs[0]]

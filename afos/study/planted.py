@@ -28,7 +28,7 @@ import numpy as np
 from afos.config import DEFAULT_ANCHORS, EvaluatorSettings, FitnessSettings
 from afos.errors import AfosError, ConfigError
 from afos.expr import STANDARD_ACTIVATIONS, analyse, parse
-from afos.expr.names import AffineFit, affine_fit
+from afos.expr.names import AffineFit, affine_fit, canonical
 
 MARGIN = 2.0  # seed standard deviations by which a target must beat everything else to make a task
 # A squared error below this is an exact fit: the student reproduces the teacher to about 1e-4 of its spread,
@@ -203,14 +203,14 @@ def recovery_line(settings: FitnessSettings, ranked: Sequence[str]) -> str | Non
     found = None if target is None else recovery(target, ranked)
     if found is None:
         return None
-    fit = found.best_fit
+    fit, best, target = found.best_fit, canonical(found.best), canonical(target)
     if found.recovered:
-        return (f"the front's best, {found.best}, recovers the planted target {target}: it is "
+        return (f"the front's best, {best}, recovers the planted target {target}: it is "
                 f"{fit.a:.4g} * t({fit.b:.4g}*x + {fit.c:.4g}) + {fit.d:.4g} with t the target")
-    line = (f"the front's best, {found.best}, does not recover the planted target {target} (the closest "
+    line = (f"the front's best, {best}, does not recover the planted target {target} (the closest "
             f"a * t(b*x + c) + d is off by {fit.error:.2g} of its spread)")
     if found.recovered_by is not None:
-        return f"{line}; {found.recovered_by}, further down the front, recovers it"
+        return f"{line}; {canonical(found.recovered_by)}, further down the front, recovers it"
     return f"{line}; no function of the front recovers it"
 
 

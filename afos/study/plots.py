@@ -23,6 +23,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from matplotlib.transforms import blended_transform_factory  # noqa: E402
 
 from afos.expr import ir, numeric, parse  # noqa: E402
+from afos.expr.names import canonical  # noqa: E402
 from afos.ga.front import FrontEntry  # noqa: E402
 from afos.run.records import Evaluation  # noqa: E402
 from afos.types import ANCHOR, RESCORINGS  # noqa: E402
@@ -156,7 +157,7 @@ def pareto_front(records: Sequence[Evaluation], front: Sequence[FrontEntry]) -> 
         ax.scatter(xs, ys, color="tab:red", s=30, zorder=3, label=f"Pareto front ({len(front)})")
         for e in front:
             length = "" if e.epochs is None else f" [{e.epochs} ep]"
-            ax.annotate(_short(e.expression, 36) + length, (e.complexity, e.val_accuracy), fontsize=8,
+            ax.annotate(_short(canonical(e.expression), 36) + length, (e.complexity, e.val_accuracy), fontsize=8,
                         xytext=(4, -10), textcoords="offset points")
     ax.set_xlabel("complexity")
     ax.set_ylabel("validation accuracy")

@@ -20,7 +20,7 @@ from typing import Any
 
 from afos.errors import BenchError, RunError
 from afos.expr import STANDARD_ACTIVATIONS
-from afos.expr.names import label
+from afos.expr.names import canonical, label
 from afos.ga import surrogate
 from afos.run.files import read_json_or_none, write_text_atomic
 from afos.run.records import format_validation_row
@@ -129,7 +129,7 @@ def bench_report(bench_dir: Path) -> tuple[Report, dict[str, Any]]:
             f"{r['activation']} on {r['model']}/{r['dataset']} seed {r['seed']}" for r in diverged) + ".")
     report.heading("Activations")
     report.table((["label", "expression", "source"],
-                  [[a.label, a.expression, a.source] for a in spec.activations]))
+                  [[a.label, label(a.expression), a.source] for a in spec.activations]))
     report.heading(f"Results: {spec.metric}")
     report.table(stats.summary_rows(analysis))
     report.heading("Friedman test and Nemenyi critical difference")
@@ -197,7 +197,7 @@ def run_report(run_dir: Path) -> tuple[Report, dict[str, Any]]:
         report.text("Standard activations scored under the search's own fitness protocol, beside the front.")
         report.table((["anchor", "val_accuracy", "seeds", "epochs", "expression"],
                       [[a.tree, "failed" if a.val_accuracy is None else f"{a.val_accuracy:.4f}", str(a.seeds),
-                        str(a.epochs or run.config.fitness.epochs), a.expr] for a in anchors]))
+                        str(a.epochs or run.config.fitness.epochs), label(a.expr)] for a in anchors]))
     predictions = surrogate.rank_correlation(records)
     if predictions:
         report.heading("Surrogate pre-screen")
@@ -210,7 +210,7 @@ def run_report(run_dir: Path) -> tuple[Report, dict[str, Any]]:
     report.heading("Fitness per generation")
     report.figure("history", plots.fitness_history(records), "Best and median validation accuracy")
     report.heading("Activation shapes")
-    shapes = [("relu", STANDARD_ACTIVATIONS["relu"])] + [(f"#{i + 1} {e.expression}", e.expression)
+    shapes = [("relu", STANDARD_ACTIVATIONS["relu"])] + [(f"#{i + 1} {canonical(e.expression)}", e.expression)
                                                          for i, e in enumerate(run.ranked()[:6])]
     report.figure("shapes", plots.activation_shapes(shapes), "The front's best functions, with relu")
     seeds = f"search {run.config.search.seed}, fitness {run.config.fitness.seed}"
