@@ -99,6 +99,17 @@ def test_relu_and_gelu_are_spelt_one_way_in_show_validate_report_and_export(tmp_
     assert not [s for s in OTHER_SPELLINGS if s in source]
 
 
+def test_a_standard_activation_as_written_is_named_without_a_fit(monkeypatch):
+    """A run's anchors are named at no cost (no SciPy fit): ``afos show`` stays fast."""
+    names.label.cache_clear()
+    monkeypatch.setattr(names, "_fit", lambda *args: pytest.fail("fitted a standard activation"))
+    for name in names.KNOWN:
+        said = "" if name in ("sigmoid", "tanh", "softplus") else f" (= {name})"  # written as their names already
+        assert names.label(STANDARD_ACTIVATIONS[name]) == names.canonical(STANDARD_ACTIVATIONS[name]) + said
+    assert names.label(STANDARD_ACTIVATIONS["silu"]) == "x*sigmoid(x) (= swish)"
+    names.label.cache_clear()
+
+
 def test_the_progress_line_names_the_best_so_far():
     reporter = RichReporter(1)
     reporter.evaluated(Evaluation(0, 0, "relu(x)", "Max(0, x)", "k", "f", 2, types.OK, None, 0.9, 0.3, None, 1,

@@ -114,8 +114,18 @@ class Known:
         return f"{self.formula} ({self.name} at another input or output scale)" if self.rescaled else self.name
 
 
+@functools.cache
+def _as_written() -> dict[str, str]:
+    """The text form of each standard activation -> its name (swish before silu, its other name)."""
+    return {to_text(parse(STANDARD_ACTIVATIONS[name])): name for name in reversed(KNOWN)}
+
+
 def known(expr: sympy.Expr) -> Known | None:
-    """The standard activation ``expr`` is up to input and output scale, or None."""
+    """The standard activation ``expr`` is up to input and output scale, or None. A standard activation as afos
+    writes it (an anchor) is named without a fit: a run's anchors cost ``afos show`` nothing."""
+    name = _as_written().get(to_text(expr))
+    if name is not None:
+        return Known(name, sympy.Integer(1), sympy.Integer(1))
     try:
         f = _values(ir.lower(expr))
     except AfosError:
