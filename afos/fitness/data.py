@@ -333,6 +333,7 @@ def split_sizes(name: str, val_fraction: float = 0.2, data_dir: str = "", image_
     if isinstance(raw, Dataset):
         return Sizes(len(raw.train), len(raw.val))
     val = sum(int(round(val_fraction * c)) for c in np.unique(raw.y_train, return_counts=True)[1])
+    _check_carved(name, len(raw.y_train) - val, val, val_fraction)
     return Sizes(len(raw.y_train) - val, val)
 
 
@@ -396,8 +397,13 @@ def _raw(name: str, data_dir: str, image_size: int) -> Raw | Dataset:
 def _checked(name: str, out) -> Raw | Dataset:
     """A user loader's result as a ``Raw`` (or the ``Dataset`` it returned): ``(x_train, y_train, x_test, y_test)``
     with an optional fifth element, the number of classes (default: the largest label + 1), or a dict of
-    those keys. Labels are integers from 0; inputs are float (used as they are) or uint8 (scaled to [0, 1])."""
-    if isinstance(out, Dataset | Raw):
+    those keys. Labels are integers from 0; inputs are float (used as they are) or uint8 (scaled to [0, 1]).
+
+    Every split is checked here, once, before any training (``_check_split``): a search and ``afos validate``
+    refuse the same data, so a search never accepts what its validation cannot score."""
+    if isinstance(out, Dataset):
+        splits = {"train": out.train, "validation": out.val, "test": out._test}
+        _check_splits(name, splits, _class_count(name, out.num_classes))
         return out
     if isinstance(out, dict):
         out = tuple(out[k] for k in (*Raw._fields[:4], *(("num_classes",) if "num_classes" in out else ())))
@@ -405,20 +411,71 @@ def _checked(name: str, out) -> Raw | Dataset:
         raise DataError(f"dataset {name!r} must give (x_train, y_train, x_test, y_test[, num_classes]), "
                         f"got {type(out).__name__}")
     x_train, y_train, x_test, y_test = (np.asarray(a) for a in out[:4])
-    for x, y, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
-        if y.ndim != 1 or len(x) != len(y) or not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"dataset {name!r}: the {split} split needs one integer label per input, got inputs "
-                            f"{x.shape} and labels {y.shape} of {y.dtype}")
-        if not (np.issubdtype(x.dtype, np.floating) or x.dtype == np.uint8):
-            raise DataError(f"dataset {name!r}: {split} inputs must be float or uint8, got {x.dtype}")
-    if x_train.shape[1:] != x_test.shape[1:] or len(y_train) < 2:
-        raise DataError(f"dataset {name!r}: train inputs {x_train.shape} and test inputs {x_test.shape} must share "
-                        "their shape after the first axis, with at least 2 training examples")
+    splits = {"train": Split(x_train, y_train), "test": Split(x_test, y_test)}
+    for split_name, split in splits.items():
+        _check_labels_per_input(name, split_name, split)
     labels = np.concatenate([y_train, y_test])
-    num_classes = int(out[4]) if len(out) == 5 else int(labels.max()) + 1
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise DataError(f"dataset {name!r}: labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}")
+    # not given: the largest label + 1 (two at least, so that one class is said of the train split, below)
+    num_classes = _class_count(name, out[4]) if len(out) == 5 else max(2, int(labels.max(initial=0)) + 1)
+    _check_splits(name, splits, num_classes)
     return Raw(x_train, y_train.astype(np.int32), x_test, y_test.astype(np.int32), num_classes)
+
+
+def _class_count(name: str, value) -> int:
+    """A loader's number of classes: an integer of at least 2 (a classifier of one class learns nothing)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer) or value < 2:
+        raise DataError(f"dataset {name!r}: num_classes must be an integer of at least 2, got {value!r}")
+    return int(value)
+
+
+def _check_labels_per_input(name: str, split_name: str, split: Split) -> None:
+    x, y = np.asarray(split.x), np.asarray(split.y)
+    if y.ndim != 1 or len(x) != len(y) or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"dataset {name!r}: the {split_name} split needs one integer label per input, got inputs "
+                        f"{x.shape} and labels {y.shape} of {y.dtype}")
+
+
+def _check_splits(name: str, splits: dict[str, Split], num_classes: int) -> None:
+    """Each split of a user's data: one integer label per input, not empty, finite float or uint8 inputs of
+    the training inputs' shape, labels in [0, num_classes); at least two classes to train on."""
+    shape = np.shape(splits["train"].x)[1:]
+    for split_name, split in splits.items():
+        _check_split(name, split_name, split, shape, num_classes)
+    classes = np.unique(splits["train"].y)
+    if len(classes) < 2:
+        raise DataError(f"dataset {name!r}: the train split holds only class {classes[0]}: a classifier needs "
+                        "examples of at least two classes (every activation would score 1.0)")
+
+
+def _check_split(name: str, split_name: str, split: Split, shape: tuple[int, ...], num_classes: int) -> None:
+    x, y = np.asarray(split.x), np.asarray(split.y)
+    where = f"dataset {name!r}: the {split_name} split"
+    _check_labels_per_input(name, split_name, split)
+    if not len(y):
+        use = "afos validate and benchmarks score on it" if split_name == "test" else "afos trains and scores on it"
+        raise DataError(f"{where} is empty ({use}: give it examples)")
+    if not (np.issubdtype(x.dtype, np.floating) or x.dtype == np.uint8):
+        raise DataError(f"{where}: inputs must be float or uint8, got {x.dtype}")
+    if x.shape[1:] != shape:
+        raise DataError(f"{where}: inputs of shape {x.shape[1:]} per example, the train split's are {shape}")
+    if np.issubdtype(x.dtype, np.floating):
+        with np.errstate(over="ignore"):  # float64 beyond float32's range is inf where afos trains
+            bad = ~np.isfinite(x.astype(np.float32, copy=False)).reshape(len(x), -1).all(axis=1)
+        if bad.any():
+            raise DataError(f"{where} has {int(bad.sum())} input(s) with NaN or inf values (as float32), the "
+                            f"first example {int(np.argmax(bad))}: a network cannot train or score on them")
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= num_classes:
+        raise DataError(f"{where} has labels {low}..{high}, outside [0, {num_classes}) (labels are class "
+                        "indices from 0)")
+
+
+def _check_carved(name: str, train: int, val: int, val_fraction: float) -> None:
+    """The training and validation splits carved from a dataset's training data are both non-empty."""
+    for split_name, size in (("train", train), ("validation", val)):
+        if size == 0:
+            raise DataError(f"dataset {name!r}: val_fraction {val_fraction} of {train + val} training examples "
+                            f"leaves the {split_name} split empty (each class needs enough examples for both)")
 
 
 def load(
@@ -449,6 +506,7 @@ def load(
     if isinstance(raw, Dataset):  # a user's loader that split validation itself
         return dataclasses.replace(raw, name=name, train=_head(raw.train, train_size), val=_head(raw.val, val_size))
     train_idx, val_idx = _stratified_split(raw.y_train, val_fraction, seed)
+    _check_carved(name, len(train_idx), len(val_idx), val_fraction)
     if train_size > 0:
         train_idx = train_idx[:train_size]
     if val_size > 0:
