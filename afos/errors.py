@@ -56,6 +56,27 @@ class DistributedError(AfosError, RuntimeError):
     """Ray is missing, a cluster cannot be reached or lacks the resources, or workers keep dying."""
 
 
+class ObjectiveExitError(AfosError):
+    """A user's objective called ``sys.exit``: afos stops (what it finished is saved) and, on the command line,
+    exits with the status the objective asked for (``status``)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+    @classmethod
+    def of(cls, name: str, exit_: SystemExit) -> ObjectiveExitError:
+        """What ``sys.exit(code)`` in objective ``name`` says, with Python's exit status for ``code``."""
+        code = exit_.code
+        called = "sys.exit()" if code is None else f"sys.exit({code!r})"
+        status = 0 if code is None else code if isinstance(code, int) else 1
+        return cls(f"the objective {name!r} called {called}", status)
+
+    def stopped(self, what: str) -> ObjectiveExitError:
+        """This error with ``what`` stopped and what is saved said after it."""
+        return ObjectiveExitError(f"{self}: {what}", self.status)
+
+
 class AfosWarning(UserWarning):
     """Something afos worked around and went on (a truncated log line, a damaged checkpoint); one line."""
 

@@ -197,7 +197,8 @@ def test_a_loss_to_minimise_is_ranked_as_exp_minus_loss_and_the_direction_is_sto
 @pytest.mark.parametrize(("name", "reason"), [
     ("raises", "objective raised RuntimeError: out of memory"),
     ("gives_nan", "objective returned a non-finite validation score (nan)"),
-    ("gives_text", "objective returned a str as its validation score, not a number"),
+    ("gives_text", "objective 'usernets:gives_text' returned 'high' (a str) as its validation score, not a real "
+                   "number"),
     ("gives_two", "objective returned the validation score 2, outside [0, 1]"),
 ])
 def test_an_objective_that_fails_is_a_failed_line_with_its_reason(tmp_path, user_module, name, reason):

@@ -3,7 +3,8 @@
 An error the user can cause is an ``afos.errors.AfosError`` (or an ``OSError`` the system raised about a
 file): it is printed as ``afos COMMAND: error: ...`` with exit status 2. Anything else is a bug and keeps its
 traceback. Ctrl-C stops with exit status 130 after saving what is finished, and says how to resume, or that
-there is nothing to resume where a search's run directory does not exist yet.
+there is nothing to resume where a search's run directory does not exist yet. A user's objective that calls
+``sys.exit(N)`` stops afos the same way, with one line saying so and exit status N.
 
 A warning is printed as one line too, ``afos COMMAND: warning: ...``: afos's own (``AfosWarning``) as its
 message, any other (a library's) with its category and the package it came from, never a file, line
@@ -17,7 +18,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from afos.errors import AfosError, AfosWarning, first_line
+from afos.errors import AfosError, AfosWarning, ObjectiveExitError, first_line
 
 SHORT_OPTIONS = ("-h", "-o")
 
@@ -96,6 +97,9 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         return args.func(args)
+    except ObjectiveExitError as err:  # the user's objective asked for its exit status: it keeps it
+        print(f"afos {args.command}: error: {err}", file=sys.stderr)
+        return err.status
     except (AfosError, OSError) as err:
         print(f"afos {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -11,15 +11,17 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from afos import plugins
 from afos.config import describe_type
-from afos.errors import AfosError, ConfigError, ModelError, first_line
+from afos.errors import AfosError, ConfigError, ModelError, ObjectiveExitError, first_line
 
 
 def factory(name: str, builtin: Sequence[str] = ()) -> Callable[..., Any]:
@@ -67,6 +69,7 @@ def as_module(name: str, model: Any, input_shape: Sequence[int], rngs: nnx.Rngs)
 
 
 Score = tuple[float, float]  # (rank in [0, 1], higher is better; the objective's own value)
+MISSING: Score = (math.nan, math.nan)  # a test score the objective gave as NaN or inf: recorded as missing
 
 
 class ObjectiveFailedError(Exception):
@@ -133,7 +136,8 @@ def with_direction(settings: Any, function: Callable[..., Any]) -> Any:
 
 def call_objective(function: Callable[..., Any], act: Callable, seed: int, settings: Any) -> tuple[Score, Score | None]:
     """``function(act, seed, settings)`` -> its (validation, test) scores, each ranked (higher is better, in
-    [0, 1]) and raw; the test score is None where the objective gives none.
+    [0, 1]) and raw; the test score is None where the objective gives none, and ``MISSING`` where it gives a
+    NaN or infinite one (the validation score stands: a benchmark records the test score as missing).
 
     An objective returns its validation score, or ``(val, test)``, or ``{"val": ..., "test": ...}``. With
     ``settings.direction = "max"`` a score lies in [0, 1] (an accuracy, an F1, an AUC) and ranks as it is;
@@ -141,11 +145,17 @@ def call_objective(function: Callable[..., Any], act: Callable, seed: int, setti
     mean likelihood, 1 / perplexity). Bounded ranks keep every rule of the search (failures below every
     score, a longer rung above every shorter one) true for any objective.
 
+    A score is a real number: an int or a float, a NumPy real scalar or a 0-d array of a real type (a JAX
+    scalar); a bool or a string is not one (``True`` is no score of 1.0, ``"0.7"`` no 0.7).
+
     Raises:
         ObjectiveFailedError: the objective raised, or returned something else, or a value out of range.
+        ObjectiveExitError: the objective called ``sys.exit``: afos stops, with the status it asked for.
     """
     try:
         out = function(act, seed, settings)
+    except SystemExit as exit_:
+        raise ObjectiveExitError.of(settings.objective, exit_) from None
     except Exception as err:  # noqa: BLE001 - the user's code: any failure becomes a failed line
         raise ObjectiveFailedError(f"objective raised {type(err).__name__}: {first_line(err)}") from None
     return _scores(out, settings)
@@ -172,6 +182,8 @@ def call_programs(function: Callable[..., Any], programs: Sequence[Any], seed: i
                 yield i, _scores(out, settings)
             except ObjectiveFailedError as err:
                 yield i, err
+    except SystemExit as exit_:
+        raise ObjectiveExitError.of(settings.objective, exit_) from None
     except Exception as err:  # noqa: BLE001 - the user's code: the programs it did not score fail with it
         failure = ObjectiveFailedError(f"objective raised {type(err).__name__}: {first_line(err)}")
     else:
@@ -191,16 +203,43 @@ def _scores(out: Any, settings: Any) -> tuple[Score, Score | None]:
         val, test = out
     else:
         val, test = out, None
-    return _score(val, settings.direction, "validation"), (None if test is None else
-                                                           _score(test, settings.direction, "test"))
+    name, direction = settings.objective, settings.direction
+    return _score(val, name, direction, "validation"), (None if test is None else _test_score(test, name, direction))
 
 
-def _score(value: Any, direction: str, what: str) -> tuple[float, float]:
-    try:
-        raw = float(value)
-    except (TypeError, ValueError):
-        raise ObjectiveFailedError(f"objective returned a {type(value).__name__} as its {what} score, "
-                                   "not a number") from None
+def _test_score(value: Any, name: str, direction: str) -> Score:
+    """A test score as ``_score`` ranks it, ``MISSING`` where it is NaN or infinite: a network that diverged on
+    the test split still has its validation score."""
+    raw = _real(value)
+    if raw is not None and not math.isfinite(raw):
+        return MISSING
+    return _score(value, name, direction, "test")
+
+
+def _real(value: Any) -> float | None:
+    """``value`` as a float if it is a real number (see ``call_objective``), else None."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, numbers.Real):
+        return float(value)
+    dtype = getattr(value, "dtype", None)
+    if getattr(value, "shape", None) == () and dtype is not None and (
+            jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating)):
+        return float(value)
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A short one-line ``repr`` of what an objective returned."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _score(value: Any, name: str, direction: str, what: str) -> tuple[float, float]:
+    raw = _real(value)
+    if raw is None:
+        raise ObjectiveFailedError(f"objective {name!r} returned {_shown(value)} (a {type(value).__name__}) as "
+                                   f"its {what} score, not a real number")
     if not math.isfinite(raw):
         raise ObjectiveFailedError(f"objective returned a non-finite {what} score ({raw})")
     if direction == "max":

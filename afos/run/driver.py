@@ -30,7 +30,7 @@ import sympy
 from afos import config as config_lib
 from afos import types
 from afos.config import Config
-from afos.errors import RunError
+from afos.errors import ObjectiveExitError, RunError
 from afos.expr import STANDARD_ACTIVATIONS, Candidate, analyse, parse
 from afos.expr.names import canonical, label
 from afos.fitness import compile_cache
@@ -275,6 +275,9 @@ def _drive(run: Run, search: Search, state: SearchState, evaluator: Evaluator,
         except SearchInterruptedError:
             raise SearchInterruptedError(f"stopped by Ctrl-C in generation {state.generation}; every finished "
                                          f"evaluation is saved; {hint}") from None
+        except ObjectiveExitError as err:
+            raise err.stopped(f"the search stopped in generation {state.generation}; every finished evaluation "
+                              f"is saved; {hint}") from None
     return state
 
 

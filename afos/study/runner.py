@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import tomli_w
 
 from afos.config import FitnessSettings
-from afos.errors import BenchError
+from afos.errors import BenchError, ObjectiveExitError
 from afos.expr import ir, parse
 from afos.expr.gain import unit_gain
 from afos.fitness import compile_cache
@@ -80,7 +80,8 @@ def _training_history(problem: FitnessProblem, act, cell: Cell, test_size: int) 
 
 def _objective_history(problem: FitnessProblem, act, cell: Cell) -> tuple[list[dict], bool]:
     """The user's objective: one row, its ranked scores as accuracies and its own values as losses (a failed
-    objective: no row, diverged)."""
+    objective: no row, diverged; a NaN or infinite test score: the test values missing, None, and the
+    validation score kept)."""
     try:
         (val, val_raw), test = problem.score_objective(act, cell.seed)
     except ObjectiveFailedError:
@@ -88,8 +89,8 @@ def _objective_history(problem: FitnessProblem, act, cell: Cell) -> tuple[list[d
     if test is None:
         raise BenchError(f"objective {cell.settings.objective!r} gives no test score: a benchmark and `afos "
                          "validate` compare test scores (return (val, test) or {'val': ..., 'test': ...})")
-    row = {"epoch": cell.settings.epochs, "val_accuracy": val, "val_loss": val_raw, "test_accuracy": test[0],
-           "test_loss": test[1]}
+    row = {"epoch": cell.settings.epochs, "val_accuracy": val, "val_loss": val_raw,
+           "test_accuracy": _finite(test[0]), "test_loss": _finite(test[1])}
     return [row], False
 
 
@@ -191,7 +192,11 @@ def run(spec: BenchSpec, out_dir: str | Path, reporter: BenchReporter | None = N
                 loaded = (_data_key(cell.settings), FitnessProblem(cell.settings).dataset)
             problem = FitnessProblem(cell.settings, loaded[1])
         reporter.cell_started(cell)
-        record = run_cell(cell, problem, spec.test_size)
+        try:
+            record = run_cell(cell, problem, spec.test_size)
+        except ObjectiveExitError as err:
+            raise err.stopped(f"every finished cell is saved in {out_dir}; the same command goes on from "
+                              "there") from None
         append_jsonl(out_dir / RESULTS, record)
         reporter.cell_finished(record)
     return read_results(out_dir)[1]
