@@ -242,12 +242,16 @@ def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation], metric: s
 
 
 def validation_table(rows: list[dict], title: str) -> Table:
+    """Judged validation rows (``afos.study.verdict.judge``) with the p-value the verdict uses, after Holm's
+    correction, named as such (the report and exports give the uncorrected one beside it)."""
     table = Table(title=title)
-    for name, justify in (("activation", "left"), ("model", "left"), ("test_accuracy", "right"),
-                          ("vs relu (95% CI, Wilcoxon p)", "right"), ("verdict", "left"), ("expression", "left")):
+    for name, justify in (("activation", "left"), ("model", "left"), ("test accuracy", "right"),
+                          ("vs relu (95% CI, Wilcoxon p after Holm)", "right"), ("verdict", "left"),
+                          ("expression", "left")):
         table.add_column(name, justify=justify)
     for row in rows:
-        table.add_row(*map(shown, (row["activation"], row["model"], *format_validation_row(row),
+        acc, diff, holm, _ = format_validation_row(row)
+        table.add_row(*map(shown, (row["activation"], row["model"], acc, f"{diff} p={holm}" if holm else diff,
                                    row.get("verdict", ""), label(row["expression"]))))
     return table
 

@@ -70,14 +70,21 @@ class Item:
             rank = "" if self.rank is None else f" (rank {self.rank} by validation accuracy on the Pareto front)"
             lines.append(f"Run: {self.run_dir!r}{rank}")
         if self.entry is not None:
-            e = self.entry
-            loss = "" if e.val_loss is None else f", val_loss {e.val_loss:.6g}"
-            length = "" if e.epochs is None else f" after {e.epochs} epochs"
-            lines.append(f"Validation: val_accuracy {e.val_accuracy:.6g}{length}, complexity {e.complexity}{loss}, "
-                         f"generation {e.generation}")
+            lines.append(proxy_line(self.entry))
         if self.entry is not None:
             lines += validated_lines(self.validation, self.entry.expression)
         return lines
+
+
+def proxy_line(e: FrontEntry) -> str:
+    """The search's own score of a function: its fitness on the validation split, over the seeds it had (a proxy
+    that ranks the search, not a test result)."""
+    seeds = "one seed" if e.seeds <= 1 else f"mean of {e.seeds} seeds"
+    spread = "" if e.seeds <= 1 or e.val_accuracy_std is None else f" ± {e.val_accuracy_std:.6g}"
+    loss = "" if e.val_loss is None else f", val_loss {e.val_loss:.6g}"
+    length = "" if e.epochs is None else f" after {e.epochs} epochs"
+    return (f"Search proxy ({seeds}, validation split): val_accuracy {e.val_accuracy:.6g}{spread}{length}, "
+            f"complexity {e.complexity}{loss}, generation {e.generation}")
 
 
 def verdict_of(rows: Sequence[dict[str, str]], expression: str) -> list[str]:
@@ -88,13 +95,15 @@ def verdict_of(rows: Sequence[dict[str, str]], expression: str) -> list[str]:
 
 
 def validated_lines(rows: Sequence[dict[str, str]], expression: str) -> list[str]:
-    """The held-out numbers of ``afos validate`` for ``expression`` (none if the run was not validated)."""
+    """The held-out numbers of ``afos validate`` for ``expression`` (none if the run was not validated), with the
+    p-value its verdict uses (after Holm) and the uncorrected one, each named."""
     lines = []
-    for row in rows:
+    for row in judge(rows):
         if row["expression"] == expression and row["source"] != "anchor":
-            acc, diff = format_validation_row(row)
+            acc, diff, holm, raw = format_validation_row(row)
             lines.append(f"Test (afos validate, {row['model']}, seeds {row['seeds']}, {row['epochs']} epochs): "
-                         f"accuracy {acc}; vs relu {diff}")
+                         f"accuracy {acc}; vs relu {diff} (95% CI), Wilcoxon p = {holm} after Holm ({raw} "
+                         "uncorrected)")
     return lines
 
 

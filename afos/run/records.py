@@ -165,12 +165,21 @@ def validation_rows(text: str) -> list[dict[str, str]]:
     return list(csv.DictReader(text.splitlines()))
 
 
-def format_validation_row(row: dict[str, str]) -> tuple[str, str]:
-    """(test accuracy 'mean ± std', 'difference to relu [95% CI] p=Wilcoxon') of a validation.csv row."""
+VALIDATION_HEADERS = ("test accuracy", "vs relu (95% CI)", "Wilcoxon p after Holm", "uncorrected p")
+
+
+def format_validation_row(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    """The cells of ``VALIDATION_HEADERS`` for a judged validation.csv row (``afos.study.verdict.judge`` adds the
+    Holm-corrected p-value, the one its verdict uses): test accuracy 'mean ± std', the difference to relu with
+    its 95% CI, the Wilcoxon p-value after Holm and uncorrected."""
     def num(key: str, fmt: str = "+.4f") -> str:
-        return "?" if not row.get(key) else format(float(row[key]), fmt)
+        value = row.get(key)
+        if value is None or value == "" or not math.isfinite(float(value)):
+            return "?"
+        return format(float(value), fmt)
 
     acc = f"{num('test_accuracy_mean', '.4f')} ± {num('test_accuracy_std', '.4f')}"
     if row["activation"] == "relu":
-        return acc, "(baseline)"
-    return acc, f"{num('diff_vs_relu')} [{num('diff_ci_low')}, {num('diff_ci_high')}] p={num('wilcoxon_p', '.3g')}"
+        return acc, "(baseline)", "", ""
+    return (acc, f"{num('diff_vs_relu')} [{num('diff_ci_low')}, {num('diff_ci_high')}]",
+            num("wilcoxon_p_holm", ".3g"), num("wilcoxon_p", ".3g"))

@@ -23,7 +23,7 @@ from afos.expr import STANDARD_ACTIVATIONS
 from afos.expr.names import canonical, label
 from afos.ga import surrogate
 from afos.run.files import read_json_or_none, write_text_atomic
-from afos.run.records import format_validation_row
+from afos.run.records import VALIDATION_HEADERS, format_validation_row
 from afos.run.rundir import CONFIG, Run
 from afos.study import bench, planted, plots, runner, stats, verdict
 
@@ -174,13 +174,12 @@ def run_report(run_dir: Path) -> tuple[Report, dict[str, Any]]:
         report.heading("Verdict on the test split")
         report.text(f"afos validate retrained the front's best and the anchors on fresh seeds "
                     f"({validation[0]['seeds']}) for {validation[0]['epochs']} epochs and scored them on the "
-                    "held-out test split.")
+                    "held-out test split. A verdict uses the Wilcoxon p-value after Holm's correction.")
         for line in verdict.verdict_lines(validation):
             report.text(line)
-        report.table((["activation", "model", "test accuracy", "vs relu (95% CI, Wilcoxon p)", "Holm p", "verdict",
-                       "expression"],
-                      [[r["activation"], r["model"], *format_validation_row(r), _p(r["wilcoxon_p_holm"]),
-                        r["verdict"], label(r["expression"])] for r in judged]))
+        report.table((["activation", "model", *VALIDATION_HEADERS, "verdict", "expression"],
+                      [[r["activation"], r["model"], *format_validation_row(r), r["verdict"], label(r["expression"])]
+                       for r in judged]))
     report.heading("Pareto front")
     report.table((["complexity", "val_accuracy", "val_loss", "generation", "epochs", "expression"],
                   [[str(e.complexity), f"{e.val_accuracy:.4f}",
@@ -216,10 +215,6 @@ def run_report(run_dir: Path) -> tuple[Report, dict[str, Any]]:
     seeds = f"search {run.config.search.seed}, fitness {run.config.fitness.seed}"
     _provenance(report, config_text, seeds, None)
     return report, {"front": [e.__dict__ for e in front], "counts": dict(counts)}
-
-
-def _p(value) -> str:
-    return "" if not isinstance(value, float) or not math.isfinite(value) else f"{value:.3g}"
 
 
 # A directory kind is known by the file that marks it.

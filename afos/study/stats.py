@@ -290,7 +290,7 @@ def friedman_sentence(a: Statistics) -> str:
 def wilcoxon_rows(a: Statistics) -> Table:
     rows = [[c.activation, f"{c.mean_difference:+.4f}", f"{c.statistic:g}", f"{c.pvalue:.4g}",
              f"{c.pvalue_holm:.4g}", c.verdict] for c in a.comparisons]
-    return ["activation", f"mean diff vs {a.baseline}", "W", "p", "p (Holm)", "verdict"], rows
+    return ["activation", f"mean diff vs {a.baseline}", "W", "uncorrected p", "p after Holm", "verdict"], rows
 
 
 def wins_rows(a: Statistics) -> Table:
