@@ -28,7 +28,7 @@ from afos.ga.front import FrontEntry, ranked
 from afos.run.records import Evaluation, format_validation_row
 from afos.run.rundir import Run
 from afos.study.planted import recovery_line
-from afos.study.verdict import judge, verdict_lines
+from afos.study.verdict import STALE, Standing, judge, standing, verdict_lines
 from afos.types import metric_names
 
 # On a terminal, progress bars; in a file or a pipe (a log), plain lines that no width cuts.
@@ -220,8 +220,10 @@ def surrogate_table(records: list[Evaluation]) -> Table | None:
     return table
 
 
-def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation], metric: str = "validation accuracy") -> str:
+def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation], metric: str = "validation accuracy",
+                   then: str = "`afos validate` checks it on the test split") -> str:
     """One line: does the front's best beat the best anchor on validation accuracy (not yet a test result)?
+    ``then`` ends it: what checks it on the test split.
 
     Both at the same training length (successive halving scores the anchors at every rung). A known function
     at another scale is called what it is, never a discovery."""
@@ -237,8 +239,7 @@ def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation], metric: s
     what = "" if name is None else f", which is {name.said}: a known function, not a discovery"
     length = "" if best.epochs is None else f" after {best.epochs} epochs"
     return (f"best of the front {canonical(best.expression)} ({best.val_accuracy:.4f}) {verb} the best anchor "
-            f"{anchor.tree} ({anchor.val_accuracy:.4f}) on {metric}{length}{what}; `afos validate` checks it on the "
-            "test split")
+            f"{anchor.tree} ({anchor.val_accuracy:.4f}) on {metric}{length}{what}; {then}")
 
 
 def validation_table(rows: list[dict], title: str) -> Table:
@@ -256,18 +257,38 @@ def validation_table(rows: list[dict], title: str) -> Table:
     return table
 
 
+def _print_verdict(out: Console, rows: list[dict], now: Standing) -> None:
+    """The head of a validated run: its verdict lines, led by a warning where the front changed since."""
+    if not now.current:
+        headline = now.headline()
+        out.print(printable(headline[0].upper() + headline[1:] + "."), style="bold yellow", markup=False,
+                  highlight=False)
+    when = "" if now.current else ", of the front it judged then"
+    out.print(f"Verdict on the test split (afos validate: seeds {rows[0]['seeds']}, {rows[0]['epochs']} epochs"
+              f"{when}):", style="bold")
+    for line in verdict_lines(rows, now):
+        out.print(f"  {printable(line)}", markup=False, highlight=False)
+
+
+def _validation_title(rows: list[dict], now: Standing) -> str:
+    title = f"Validated on the test split (seeds {rows[0]['seeds']}, {rows[0]['epochs']} epochs)"
+    if now.current:
+        return title
+    return f"{title}, before the front changed" if now.state == STALE else f"{title}, perhaps of another front"
+
+
 def print_run(run: Run) -> None:
     """The verdict once validated, then the front with the anchors beside it, and the held-out numbers.
 
-    Before validation the run ends with the comparison on validation accuracy (not yet a verdict)."""
+    A verdict is shown for the front it judged (``verdict.standing``): where a resume changed the front since,
+    the run says so and the verdict lines say where their functions stand now. Until the front's best has a
+    verdict of its own, the run ends with the comparison on validation accuracy (not yet a verdict)."""
     out = Console()
     rows = run.validation()
-    if rows:
-        seeds, epochs = rows[0]["seeds"], rows[0]["epochs"]
-        out.print(f"Verdict on the test split (afos validate: seeds {seeds}, {epochs} epochs):", style="bold")
-        for line in verdict_lines(rows):
-            out.print(f"  {printable(line)}", markup=False, highlight=False)
     front = run.front()
+    now = standing(rows, [e.expression for e in ranked(front)]) if rows else None
+    if rows:
+        _print_verdict(out, rows, now)
     names = metric_names(run.config.fitness)
     out.print(front_table(front, shown(f"Pareto front of {run.path}"), names))
     recovered = recovery_line(run.config.fitness, [e.expression for e in ranked(front)])
@@ -280,10 +301,11 @@ def print_run(run: Run) -> None:
     if predictions is not None:
         out.print(predictions)
     if rows:
-        out.print(validation_table(judge(rows), f"Validated on the test split (seeds {seeds}, {epochs} epochs)"))
-    elif anchors:
+        out.print(validation_table(judge(rows), _validation_title(rows, now)))
+    if anchors and (now is None or not now.current):
         metric = "validation accuracy" if names[0] == "val_accuracy" else f"{names[0]} of the validation split"
-        out.print(printable(anchor_verdict(front, anchors, metric)), markup=False, highlight=False)
+        then = {} if now is None else {"then": now.headline()}
+        out.print(printable(anchor_verdict(front, anchors, metric, **then)), markup=False, highlight=False)
 
 
 def print_calibration(result) -> None:

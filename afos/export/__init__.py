@@ -32,6 +32,7 @@ from afos.expr import check, parse, to_text
 from afos.expr.gain import GAIN_MODES, unit_gain
 from afos.expr.ir import lower
 from afos.run.rundir import Run
+from afos.study.verdict import standing
 
 __all__ = ["EXPORTERS", "ExportError", "Exporter", "Item", "export_source", "get", "items_from_run", "render"]
 
@@ -105,8 +106,9 @@ def items_from_run(run_dir: str | Path | Run, top: int | None = None, rank: int 
             raise ExportError(f"rank {rank} is out of range: the front of {run.path} has {len(ranked)} entries")
         chosen = [(rank, ranked[rank - 1])]
     validation = tuple(run.validation())
+    now = standing(validation, [e.expression for e in ranked]) if validation else None
     return [Item(_parsed(entry.expression, f"{run.path}, rank {r}"), rank=r, entry=entry, run_dir=str(run.path),
-                 validation=validation, gain=entry.gain) for r, entry in chosen]
+                 validation=validation, gain=entry.gain, standing=now) for r, entry in chosen]
 
 
 def _parsed(text: str, where: str):

@@ -13,7 +13,7 @@ from afos.expr import to_text
 from afos.expr.names import known
 from afos.ga.front import FrontEntry
 from afos.run.records import format_validation_row
-from afos.study.verdict import judge
+from afos.study.verdict import Standing, judge, judged_rows
 
 # to_text of a parsed expression only uses these characters: safe inside a docstring.
 _PLAIN = re.compile(r"[\w.+\-*/(), ]*")
@@ -29,6 +29,7 @@ class Item:
         entry: its row of the run's pareto.csv, if from a run.
         run_dir: the run directory it comes from, if any.
         validation: the run's ``validation.csv`` rows, if any (``Run.validation``).
+        standing: how that validation stands to the run's front now (``afos.study.verdict.standing``), if any.
         gain: the ``g`` of a function trained at unit gain, ``g * expr`` (``afos.expr.gain``): the exported
             code computes ``g * expr``, what was measured. None: the expression as it is.
     """
@@ -39,6 +40,7 @@ class Item:
     run_dir: str | None = None
     validation: tuple[dict[str, str], ...] = ()
     gain: float | None = None
+    standing: Standing | None = None
 
     @property
     def text(self) -> str:
@@ -58,7 +60,7 @@ class Item:
 
     def provenance(self) -> list[str]:
         """Lines saying where the function comes from and how it scored, led by its verdict once validated."""
-        lines = verdict_of(self.validation, self.entry.expression) if self.entry is not None else []
+        lines = verdict_of(self.validation, self.entry.expression, self.standing) if self.entry is not None else []
         lines.append(f"Expression: {self.text}")
         name = known(self.expr)
         if name is not None:
@@ -87,23 +89,27 @@ def proxy_line(e: FrontEntry) -> str:
             f"complexity {e.complexity}{loss}, generation {e.generation}")
 
 
-def verdict_of(rows: Sequence[dict[str, str]], expression: str) -> list[str]:
-    """``Verdict: ...`` per case where ``afos validate`` judged ``expression`` (none if the run was not validated)."""
+def verdict_of(rows: Sequence[dict[str, str]], expression: str, now: Standing | None = None) -> list[str]:
+    """``Verdict: ...`` per case where ``afos validate`` judged ``expression`` (none if the run was not validated);
+    in a validated run, a function it did not judge says why it has no verdict (``now``: the validation's
+    standing to the front)."""
+    judged = judged_rows(judge(rows), expression)
+    if rows and not judged:
+        why = now.headline() if now is not None and not now.current else \
+            "`afos validate` did not judge this function; run it again with a larger --top"
+        return [f"Verdict on the test split: none; {why}"]
     return [f"Verdict on the test split ({row['model']}/{row['dataset']}, {row['n']} seeds, {row['epochs']} "
-            f"epochs): {row['verdict']}" for row in judge(rows)
-            if row["expression"] == expression and row["source"] != "anchor" and row["verdict"]]
+            f"epochs): {row['verdict']}" for row in judged if row["verdict"]]
 
 
 def validated_lines(rows: Sequence[dict[str, str]], expression: str) -> list[str]:
     """The held-out numbers of ``afos validate`` for ``expression`` (none if the run was not validated), with the
     p-value its verdict uses (after Holm) and the uncorrected one, each named."""
     lines = []
-    for row in judge(rows):
-        if row["expression"] == expression and row["source"] != "anchor":
-            acc, diff, holm, raw = format_validation_row(row)
-            lines.append(f"Test (afos validate, {row['model']}, seeds {row['seeds']}, {row['epochs']} epochs): "
-                         f"accuracy {acc}; vs relu {diff} (95% CI), Wilcoxon p = {holm} after Holm ({raw} "
-                         "uncorrected)")
+    for row in judged_rows(judge(rows), expression):
+        acc, diff, holm, raw = format_validation_row(row)
+        lines.append(f"Test (afos validate, {row['model']}, seeds {row['seeds']}, {row['epochs']} epochs): "
+                     f"accuracy {acc}; vs relu {diff} (95% CI), Wilcoxon p = {holm} after Holm ({raw} uncorrected)")
     return lines
 
 

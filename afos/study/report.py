@@ -170,16 +170,7 @@ def run_report(run_dir: Path) -> tuple[Report, dict[str, Any]]:
                 + ", ".join(f"{n} {status}" for status, n in counts.items()) + ".")
     validation = run.validation()
     if validation:
-        judged = verdict.judge(validation)
-        report.heading("Verdict on the test split")
-        report.text(f"afos validate retrained the front's best and the anchors on fresh seeds "
-                    f"({validation[0]['seeds']}) for {validation[0]['epochs']} epochs and scored them on the "
-                    "held-out test split. A verdict uses the Wilcoxon p-value after Holm's correction.")
-        for line in verdict.verdict_lines(validation):
-            report.text(line)
-        report.table((["activation", "model", *VALIDATION_HEADERS, "verdict", "expression"],
-                      [[r["activation"], r["model"], *format_validation_row(r), r["verdict"], label(r["expression"])]
-                       for r in judged]))
+        _verdict_section(report, validation, verdict.standing(validation, [e.expression for e in run.ranked()]))
     report.heading("Pareto front")
     report.table((["complexity", "val_accuracy", "val_loss", "generation", "epochs", "expression"],
                   [[str(e.complexity), f"{e.val_accuracy:.4f}",
@@ -215,6 +206,23 @@ def run_report(run_dir: Path) -> tuple[Report, dict[str, Any]]:
     seeds = f"search {run.config.search.seed}, fitness {run.config.fitness.seed}"
     _provenance(report, config_text, seeds, None)
     return report, {"front": [e.__dict__ for e in front], "counts": dict(counts)}
+
+
+def _verdict_section(report: Report, validation: list[dict[str, str]], now: verdict.Standing) -> None:
+    """What ``afos validate`` found, for the front it judged: a warning first where the front changed since."""
+    judged = verdict.judge(validation)
+    report.heading("Verdict on the test split")
+    if not now.current:
+        headline = now.headline()
+        report.text(f"{headline[0].upper()}{headline[1:]}. The verdict below is of the front it judged then.")
+    report.text(f"afos validate retrained the front's best and the anchors on fresh seeds "
+                f"({validation[0]['seeds']}) for {validation[0]['epochs']} epochs and scored them on the "
+                "held-out test split. A verdict uses the Wilcoxon p-value after Holm's correction.")
+    for line in verdict.verdict_lines(validation, now):
+        report.text(line)
+    report.table((["activation", "model", *VALIDATION_HEADERS, "verdict", "expression"],
+                  [[r["activation"], r["model"], *format_validation_row(r), r["verdict"], label(r["expression"])]
+                   for r in judged]))
 
 
 # A directory kind is known by the file that marks it.
