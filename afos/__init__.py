@@ -87,20 +87,19 @@ def _named(**objects) -> dict[str, str]:
 
 
 def resume(run_dir: str | Path, generations: int | None = None, reporter=None, evaluator=None, *,
-           model=None, dataset=None, objective=None) -> Run:
+           model=None, dataset=None, objective=None, trust_run: bool = False) -> Run:
     """Continues the run in ``run_dir`` to ``generations`` (default: its own); the result equals never stopping.
 
     ``model``, ``dataset`` and ``objective``: what a run started from Python objects needs again in a new
     process (the same factory, loader or function, or the same arrays: checked against the recorded name).
+    The user's code a run names (an import path, another package's registered name) is imported only where
+    it is given again here or with ``trust_run=True``: a run directory may come from someone else
+    (README, Sharing a run or a memory).
     """
-    from afos.errors import RunError
     from afos.run import driver
     from afos.run.rundir import Run
 
-    stored = Run.open(run_dir).config.fitness
-    for kind, name in _named(model=model, dataset=dataset, objective=objective).items():
-        if name != getattr(stored, kind):
-            raise RunError(f"{run_dir} was started with {kind} {getattr(stored, kind)!r}, not {name!r}")
-
-    driver.resume(run_dir, generations=generations, reporter=reporter, evaluator=evaluator)
+    given = _named(model=model, dataset=dataset, objective=objective)
+    driver.resume(run_dir, generations=generations, reporter=reporter, evaluator=evaluator, trust_run=trust_run,
+                  given=given)
     return Run.open(run_dir)

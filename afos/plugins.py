@@ -11,18 +11,27 @@ A model, a dataset or an objective is named in a config (and on the command line
 
 ``resolve`` finds the object; ``source`` says where it comes from (the distribution and version that provide
 it, the file), which a run records beside its config (``sources.json``) and checks when it is opened again:
-a name that no longer imports is a one-line error naming it, a changed version a warning. This module
-imports no JAX: the zoo and the data module check what they get.
+a changed version is a warning. ``sources.json`` is a record only: nothing is imported because it names it.
+
+A name read from a run directory someone else may have written is imported only with the user's consent
+(``afos.run.start.consent``) and through ``load_from_run``: only an import path or a registered name, never
+a module of Python's standard library (``os:abort``), and never from the current directory that ``python -m``
+or ``python -c`` put on ``sys.path`` (the user puts a folder there with PYTHONPATH). ``describe_import`` says,
+without importing anything, what a name would import. This module imports no JAX: the zoo and the data
+module check what they get.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.metadata
+import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from afos.errors import AfosError, ConfigError, DataError, ModelError, first_line
@@ -166,17 +175,137 @@ def local_modules(names: list[str]) -> list[str]:
     return out
 
 
-def check_sources(recorded: dict[str, dict[str, str]], warn: Callable[[str], None]) -> None:
-    """Checks a run's recorded sources against this process: each must resolve (else its ModelError or
-    DataError); a distribution at another version than recorded is worth ``warn``."""
+def check_sources(recorded: dict[str, dict[str, str]], names: Mapping[str, str], warn: Callable[[str], None]) -> None:
+    """Compares a run's recorded sources with the names its config uses (``names``: kind -> name), imported
+    by then: a distribution at another version than recorded is worth ``warn``. Nothing is imported here; a
+    recorded name the config does not use is said and left alone."""
     for kind, was in recorded.items():
-        if kind not in GROUPS:
+        if kind not in GROUPS or not isinstance(was, dict):
             continue
-        resolve(kind, was["name"])
+        if names.get(kind) != was.get("name"):
+            warn(f"sources.json records {kind} {was.get('name')!r}, which config.toml does not use: ignored")
+            continue
         now = source(kind, was["name"]) or {}
         if was.get("version") and now.get("version") != was.get("version"):
             warn(f"{kind} {was['name']!r} was recorded with {was.get('distribution')} {was['version']}, this "
                  f"process has {now.get('version') or 'no installed version'}: results may differ")
+
+
+# --- names read from a run directory ----------------------------------------------------------------------
+def foreign(kind: str, name: str) -> bool:
+    """Whether resolving ``name`` imports code that is not afos's: an import path (afos's own modules included:
+    a run may name any function of them) or a name registered by another package than afos. Arrays and objects
+    handed over in this process import nothing; afos's own names never reach here (the zoo and the data module
+    look them up first)."""
+    if name in _GIVEN or name.startswith(ARRAYS):
+        return False
+    entry = registered(kind).get(name)
+    if entry is not None:
+        return not entry.value.startswith("afos.")
+    return is_reference(name)
+
+
+def describe_import(kind: str, name: str, typed: bool = False) -> str:
+    """What resolving ``name`` (read from a run) would import, found without importing anything:
+    ``dataset 'mine.data:load' (module mine.data, /home/me/mine/data.py)``. ``typed``: the user gave the name
+    on the command line, so the current directory is searched too."""
+    entry = registered(kind).get(name)
+    reference = entry.value if entry is not None else name
+    module_name = reference.partition(":")[0]
+    top = module_name.split(".")[0]
+    where = [f"module {module_name}"]
+    if entry is not None:
+        where.insert(0, f"registered by {entry.dist.name if entry.dist else 'an installed package'}")
+    dists = importlib.metadata.packages_distributions().get(top, [])
+    if dists:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            where.append(f"of {dists[0]} {importlib.metadata.version(dists[0])}")
+    found = _locate(top, typed)
+    where.append(found or ("only in the current directory, which afos does not search for a run's code"
+                           if _in_cwd_hint(top, typed) else "not found"))
+    return f"{kind} {name!r} ({', '.join(where)})"
+
+
+def load_from_run(kind: str, name: str, typed: bool = False) -> Any | None:
+    """``resolve(kind, name)`` for a name read from a run directory, which the user consented to import.
+
+    Only the forms a user types are imported: a registered name or ``package.module:attribute`` whose module
+    is not one of Python's standard library (a run naming ``os:abort`` is refused), looked for on
+    ``sys.path`` without the current directory that ``python -m`` or ``python -c`` added there (``typed``:
+    the user gave the name again on the command line, which searches it as a search does). ``__main__`` names
+    only what that module defines itself (a notebook's function, not the ``afos`` command's own ``main``).
+
+    Raises:
+        ModelError / DataError / ConfigError: a form that is refused, or a module that does not import here.
+    """
+    error = ERRORS[kind]
+    entry = registered(kind).get(name)
+    reference = entry.value if entry is not None else name
+    module_name = reference.partition(":")[0]
+    top = module_name.split(".")[0]
+    if is_reference(reference) and not typed and (top in sys.stdlib_module_names or top in sys.builtin_module_names):
+        raise error(f"{kind} {name!r} names {top!r} of Python's standard library, not a {_ATTR[kind]} of a package: "
+                    "afos does not import it from a run")
+    with _path(typed):
+        try:
+            obj = resolve(kind, name)
+        except AfosError as err:
+            raise error(f"{err}{_in_cwd_hint(top, typed)}") from None
+    if module_name == "__main__" and getattr(obj, "__module__", None) != "__main__":
+        raise error(f"{kind} {name!r}: this process's __main__ does not define it (a run started in a notebook is "
+                    f"resumed there, with the {_ATTR[kind]} given again)")
+    return obj
+
+
+def _implicit(entry: str) -> bool:
+    """Whether ``entry`` of ``sys.path`` stands for the current directory without the user putting it there:
+    '' (``python -c``, the REPL) or the directory ``python -m`` added; a folder on PYTHONPATH is the user's."""
+    if entry == "":
+        return True
+    asked = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return _same(entry, os.getcwd()) and not any(_same(entry, p) for p in asked)
+
+
+def _same(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _search_path(typed: bool) -> list[str]:
+    return list(sys.path) if typed else [p for p in sys.path if not _implicit(p)]
+
+
+@contextlib.contextmanager
+def _path(typed: bool) -> Iterator[None]:
+    """``sys.path`` without its implicit current directory for the time of an import (unless ``typed``)."""
+    saved = list(sys.path)
+    sys.path[:] = _search_path(typed)
+    try:
+        yield
+    finally:  # what the imported code added to the path stays, as it would have
+        sys.path[:] = saved + [p for p in sys.path if p not in saved]
+
+
+def _locate(top: str, typed: bool) -> str | None:
+    """The file or folder a top-level module is (or would be) imported from, found without importing it."""
+    module = sys.modules.get(top)
+    if module is not None:
+        return getattr(module, "__file__", None) or "already loaded"
+    if top in sys.builtin_module_names:
+        return "built into Python"
+    spec = importlib.machinery.PathFinder.find_spec(top, _search_path(typed))
+    return None if spec is None else spec.origin if spec.origin not in (None, "namespace") else \
+        ", ".join(spec.submodule_search_locations or [])
+
+
+def _in_cwd_hint(top: str, typed: bool) -> str:
+    """'' or a note that ``top`` lies in the current directory, which afos did not search."""
+    if typed or top in sys.modules or importlib.machinery.PathFinder.find_spec(top, [os.getcwd()]) is None:
+        return ""
+    return (f" (module {top} lies in the current directory, which afos does not search for a run's code: put its "
+            "folder on PYTHONPATH or give the name again on the command line)")
 
 
 def _lookup(module: str, qualname: str) -> Any:

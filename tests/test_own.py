@@ -50,7 +50,7 @@ def test_own_model_and_data_search_resume_after_kill_and_export(tmp_path, user_m
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
-    resumed = _afos("resume", str(run_dir))
+    resumed = _afos("resume", str(run_dir), "--trust-run")  # the run names the user's code: consent
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     assert _lines(run_dir) == _lines(baseline)
@@ -61,7 +61,7 @@ def test_own_model_and_data_search_resume_after_kill_and_export(tmp_path, user_m
     sys.path.remove(str(user_module))
     with pytest.raises(RunError, match=r"^\S+ cannot go on here: (model|dataset) 'usernets:\w+': cannot import "
                                        r"module 'usernets' \(ModuleNotFoundError"):
-        driver.resume(run_dir, generations=2)
+        driver.resume(run_dir, generations=2, trust_run=True)
 
 
 def test_an_installed_package_registers_a_model_and_a_dataset(tmp_path, monkeypatch):
@@ -105,10 +105,10 @@ def test_data_as_arrays_from_python_and_a_resume_that_needs_them_again(tmp_path,
     assert f"Expression: {run.best()[0].expression}\n" in run.export("torch") and "import torch" in run.export("torch")
     plugins._GIVEN.clear()  # a new Python process
     with pytest.raises(RunError, match="handed over as arrays in another Python process"):
-        afos.resume(run.path, generations=1)
+        afos.resume(run.path, generations=1, model=usernets.TinyNet)  # the model given again: consent
     with pytest.raises(RunError, match="was started with dataset"):
         afos.resume(run.path, generations=1, dataset=(arrays[0][:-1], *arrays[1:]))
-    resumed = afos.resume(run.path, generations=1, dataset=arrays)
+    resumed = afos.resume(run.path, generations=1, model=usernets.TinyNet, dataset=arrays)
     assert max(r.generation for r in resumed.records()) == 1
 
 
@@ -177,7 +177,7 @@ def test_an_objective_runs_the_whole_protocol_search_racing_and_validate(tmp_pat
     seeds = config.search_seeds(run.config.fitness, relu.seeds)
     expected = np.mean([usernets.score(lambda x: np.maximum(x, 0) * relu.gain, s, None)["val"] for s in seeds])
     assert relu.val_accuracy == pytest.approx(expected, rel=1e-5)  # the anchor is scored by the objective
-    rows = validate(run, top=1, seeds=6, epochs=1)
+    rows = validate(run, top=1, seeds=6, epochs=1, trust_run=True)
     row = next(r for r in rows if r["activation"] == "relu")
     seeds = [int(s) for s in row["seeds"].split()]
     tests = [usernets.score(lambda x: np.maximum(x, 0) * relu.gain, s, None)["test"] for s in seeds]

@@ -91,12 +91,24 @@ def _evaluator_options(args: argparse.Namespace) -> dict[str, Any]:
             "workers": args.workers, "memory": args.memory}
 
 
-def _finish_search(run_dir: Path, validate: bool = False) -> int:
+def _finish_search(run_dir: Path, validate: bool = False, trust_run: bool = False,
+                   given: dict[str, str] | None = None) -> int:
     run = Run.open(run_dir)
     if validate:
-        _validate(run)
+        _validate(run, trust_run=trust_run, given=run.trains_with() if given is None else given)
     print_run(run)
     return 0
+
+
+def given_names(run: Run, names: list[str] | None) -> dict[str, str]:
+    """The run's names given again with ``--trust NAME`` (kind -> name): consent to import them
+    (``afos.run.start.consent``). A name the run does not use is refused: a typo must not pass unseen."""
+    ours = run.trains_with()
+    for name in names or []:
+        if name not in ours.values():
+            raise ConfigError(f"--trust {name}: {run.path} trains with no such name (its "
+                              f"{', '.join(f'{k} {v!r}' for k, v in ours.items())})")
+    return {kind: name for kind, name in ours.items() if name in (names or [])}
 
 
 @contextlib.contextmanager
@@ -142,14 +154,16 @@ def _resume(args: argparse.Namespace) -> int:
     config = None
     if any(v is not None for v in placement.values()) or args.memory is not None:
         config = config_lib.override(run.config, evaluator={**placement, "memory": args.memory})
+    given = given_names(run, args.trust)
     generations = args.generations if args.generations is not None else run.config.search.generations
     reporter = RichReporter(generations, "resume")
     console.print(f"afos resume: run directory [bold]{run.path}[/]")
     try:
-        driver.resume(run.path, generations=args.generations, config=config, reporter=reporter)
+        driver.resume(run.path, generations=args.generations, config=config, reporter=reporter,
+                      trust_run=args.trust_run, given=given)
     finally:
         reporter.close()
-    return _finish_search(run.path, args.validate)
+    return _finish_search(run.path, args.validate, args.trust_run, given)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -177,9 +191,11 @@ class _Messages:
 
 
 def _validate(run: Run, top: int | None = None, seeds: int | None = None, epochs: int | None = None,
-              models: list[str] | None = None) -> None:
+              models: list[str] | None = None, trust_run: bool = False, given: dict[str, str] | None = None) -> None:
     from afos.study import validate
 
+    for what in validate.consent(run, models, trust_run, given):  # before anything of the run is used
+        console.print(f"afos validate: importing the run's {what}", markup=False, highlight=False)
     spec = validate.validation_spec(run, top, seeds, epochs, models)
     console.print(f"afos validate: {len(spec.activations)} activations x {len(spec.models)} model(s) x seeds "
                   f"{', '.join(map(str, spec.seeds))}, {spec.epochs} epochs, scored on the test split")
@@ -189,7 +205,7 @@ def _validate(run: Run, top: int | None = None, seeds: int | None = None, epochs
         console.print(f"afos validate: warning: {warning}", markup=False, highlight=False)
     progress = BenchProgress()
     try:
-        validate.validate(run, top, seeds, epochs, models, progress)
+        validate.validate(run, top, seeds, epochs, models, progress, trust_run, given)
     finally:
         progress.close()
 
@@ -199,7 +215,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     run = Run.open(args.run_dir)
     models = bench.split_top_level(args.models) if args.models else None
-    _validate(run, args.top, args.seeds, args.epochs, models)
+    _validate(run, args.top, args.seeds, args.epochs, models, args.trust_run, given_names(run, args.trust))
     print_run(run)
     return 0
 

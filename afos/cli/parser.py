@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     _ray_options(p, "move a Ray run to this cluster")
     _memory_option(p, "(default: the one the run started with; '' for none)")
     p.add_argument("--validate", action="store_true", help="at the end, run `afos validate`")
+    _trust_options(p, "continue")
     p.set_defaults(func=_deferred("cmd_resume"))
 
     p = sub.add_parser("show", help="print the Pareto front of a run")
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, metavar="E",
                    help="training epochs (default: the run's protocol.validate_epochs, 5)")
     p.add_argument("--models", help="comma-separated models (default: the search's model)")
+    _trust_options(p, "validate")
     p.set_defaults(func=_deferred("cmd_validate"))
 
     _benchmark_parser(sub)
@@ -175,6 +177,18 @@ def _ray_options(p: argparse.ArgumentParser, address_help: str) -> None:
     p.add_argument("--ray-address", metavar="auto|HOST:PORT", help=address_help)
     p.add_argument("--workers", type=int, metavar="N",
                    help="Ray workers (default: one per GPU of the cluster, or one per CPU where it has none)")
+
+
+def _trust_options(p: argparse.ArgumentParser, verb: str) -> None:
+    """Consent to import the user's code a run names (README, Sharing a run or a memory)."""
+    g = p.add_argument_group("the run's own code", f"A run that names your own model, dataset or objective (an import "
+                             f"path, another package's registered name) imports it to {verb} only with your consent.")
+    g.add_argument("--trust-run", action="store_true", help="import the code the run's config.toml names (said "
+                   "before it is imported), from PYTHONPATH and installed packages: never from the current directory, "
+                   "nor a module of Python's standard library")
+    g.add_argument("--trust", action="append", metavar="NAME", help="import this one name of the run's (its model, "
+                   "dataset or objective, given again: package.module:function), from the current directory too "
+                   "(repeat for several)")
 
 
 def _memory_option(p: argparse.ArgumentParser, default: str) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -359,14 +359,18 @@ def _decided(config: Config) -> Config:
 
 def resume(run_dir: str | Path, generations: int | None = None, config: Config | None = None,
            reporter: SearchReporter | None = None, evaluator: Evaluator | None = None,
-           describe: Describe | None = None) -> SearchState:
+           describe: Describe | None = None, trust_run: bool = False,
+           given: Mapping[str, str] | None = None) -> SearchState:
     """Continues the run in ``run_dir`` to ``generations`` (default: its configured number).
 
     ``config``, if given, must equal the stored one except for what a resume may change
-    (``config.FREE_ON_RESUME``: the generations, and where the work runs).
+    (``config.FREE_ON_RESUME``: the generations, and where the work runs). The user's code the run names is
+    imported only with ``trust_run`` or where ``given`` names it again (``start.consent``).
     """
     reporter = reporter or SilentReporter()
     run_ = Run.open(run_dir)
+    for what in start.consent(run_, trust_run, given):
+        reporter.message(f"importing the run's {what}")
     run_.check_sources(lambda text: reporter.message(f"warning: {text}"))
     stored = run_.config
     if config is not None:

@@ -10,7 +10,7 @@ A run directory (format 1, described in docs/ARCHITECTURE.md) holds:
 - ``pareto.csv``: the current front, human readable;
 - ``validation.csv`` and ``validation/`` (a benchmark directory): what ``afos validate`` measured;
 - ``sources.json`` where the run trains the user's own model or data: where each came from (import path,
-  distribution and version, file), checked when the run goes on (``check_sources``);
+  distribution and version, file), a record compared when the run goes on, never a reason to import;
 - ``lock.json`` while a process writes it.
 
 ``Run.open`` checks a directory once and raises ``RunError`` (one line) if it is not a run; the rest reads
@@ -118,20 +118,22 @@ class Run:
     def sources(self) -> dict[str, dict[str, str]]:
         """Where the run's own model and data come from, as recorded when it started (``afos.plugins.source``)."""
         path = self.path / SOURCES
-        if not path.exists():
-            return {}
         try:
-            return json.loads(read_text(path, RunError))
+            recorded = json.loads(read_text(path, RunError)) if path.exists() else {}
         except ValueError as err:
             raise RunError(f"{path}: damaged ({err})") from None
+        if not isinstance(recorded, dict):
+            raise RunError(f"{path}: damaged (not a JSON object)")
+        return recorded
+
+    def trains_with(self) -> dict[str, str]:
+        """The names (kind -> name) the run trains with: its objective, or its model and dataset."""
+        f = self.config.fitness
+        return {"objective": f.objective} if f.objective else {"model": f.model, "dataset": f.dataset}
 
     def check_sources(self, warn: Callable[[str], None]) -> None:
-        """RunError unless the user's model and data the run was started with import here (one line naming
-        them); a changed package version is worth ``warn``."""
-        try:
-            plugins.check_sources(self.sources(), warn)
-        except AfosError as err:
-            raise RunError(f"{self.path} cannot go on here: {err}") from None
+        """``warn``s of a package now at another version than recorded, or a record the config does not use."""
+        plugins.check_sources(self.sources(), self.trains_with(), warn)
 
     # --- the log ------------------------------------------------------------------------------------
     @property

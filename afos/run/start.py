@@ -7,20 +7,27 @@ and a subset of the training data must fit the dataset. It also decides the size
 the validation split in proportion unless ``fitness.val_size`` is given, and the run stores the resolved,
 explicit ``val_size``. A resume never comes here: a stored ``val_size = 0`` keeps meaning the whole validation
 split.
+
+A run opened again (a resume, a validation) imports the user's code its config names only with the user's
+consent (``consent``): a run directory may come from someone else, and naming ``os:abort`` or a module lying
+beside it must not be enough to run code.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Collection, Mapping
 
 import sympy
 
 from afos import config as config_lib
+from afos import plugins
 from afos.config import Config
-from afos.errors import ExpressionError
+from afos.errors import AfosError, ExpressionError, RunError
 from afos.expr import Candidate, analyse, parse
 from afos.fitness import data as data_lib
 from afos.ga import genome
+from afos.run.rundir import Run
 
 Describe = Callable[[sympy.Expr], Candidate]
 
@@ -132,3 +139,51 @@ def start_line(config: Config, run_dir) -> str:
         f"dataset {f.dataset} ({describe_sizes(config)}), model {f.model}"
     return (f"space {config.space.name}, {task}, population {config.search.population}, generations "
             f"{config.search.generations}, gain {f.gain}, run directory {run_dir}")
+
+
+# --- a run opened again -------------------------------------------------------------------------------
+def consent(run: Run, trust_run: bool = False, given: Mapping[str, str] | None = None,
+            skip: Collection[str] = ()) -> list[str]:
+    """Imports the user's code that ``run``'s config names (its objective, or its model and dataset, less the
+    kinds in ``skip``), where the user consents, and returns what was imported, one description each.
+
+    Consent is ``trust_run`` (``--trust-run``) or the same name given again (``given``, kind -> name: ``--trust
+    NAME`` on the command line, or the object handed over in Python; it must equal the run's). afos's own names
+    need none. Nothing is imported without it, and what is imported goes through ``plugins.load_from_run`` (no
+    standard-library module, no current directory that the user did not ask for).
+
+    Raises:
+        RunError: a name given that is not the run's; code the run names without consent (one line naming it
+            and how to consent); or code that does not import here.
+    """
+    given, names = dict(given or {}), run.trains_with()
+    for kind, name in given.items():
+        if kind in names and name != names[kind]:
+            raise RunError(f"{run.path} was started with {kind} {names[kind]!r}, not {name!r}")
+    code = {kind: name for kind, name in names.items()
+            if kind not in skip and not _afos_own(kind, name) and plugins.foreign(kind, name)}
+    asked = {kind: name for kind, name in code.items() if given.get(kind) != name}
+    if asked and not trust_run:
+        what = "; ".join(plugins.describe_import(kind, name) for kind, name in asked.items())
+        again = " ".join(f"--trust {shlex.quote(name)}" for name in asked.values())
+        raise RunError(f"{run.path} would import code it names: {what}; if you trust whoever wrote the run, "
+                       f"give --trust-run (trust_run=True in Python) or the names again ({again})")
+    shown = []
+    for kind, name in names.items():
+        if kind in code:
+            shown.append(plugins.describe_import(kind, name, typed=kind in given))
+        try:  # arrays handed over in another process import nothing and are missing here: said now too
+            if kind in code or (name.startswith(plugins.ARRAYS) and kind not in skip):
+                plugins.load_from_run(kind, name, typed=kind in given)
+        except AfosError as err:
+            raise RunError(f"{run.path} cannot go on here: {err}") from None
+    return shown
+
+
+def _afos_own(kind: str, name: str) -> bool:
+    """Whether ``name`` is one of afos's own models or datasets, which the zoo and the data module look up first."""
+    from afos.fitness import zoo
+
+    if kind == "model":
+        return name in zoo.MODELS
+    return kind == "dataset" and (name in data_lib.DATASETS or name.partition(":")[0] in data_lib.PREFIXES)

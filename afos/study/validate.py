@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -27,6 +27,7 @@ from afos.errors import AfosWarning, ConfigError, RunError
 from afos.expr import STANDARD_ACTIVATIONS
 from afos.fitness import compile_cache
 from afos.fitness.problem import FitnessProblem
+from afos.run import start
 from afos.run.rundir import Run
 from afos.study import bench, runner, verdict
 
@@ -118,12 +119,22 @@ def summarise(spec: bench.BenchSpec, records: list[dict[str, Any]]) -> list[dict
     return verdict.judge(rows)
 
 
+def consent(run: Run, models: Sequence[str] | None = None, trust_run: bool = False,
+            given: Mapping[str, str] | None = None) -> list[str]:
+    """Imports the user's code that validating ``run`` trains with, where the user consents
+    (``run.start.consent``; ``models`` given replace the run's model); returns what was imported."""
+    return start.consent(run, trust_run, given, skip=("model",) if models else ())
+
+
 def validate(run_dir: str | Path | Run, top: int | None = None, seeds: int | None = None,
              epochs: int | None = None, models: Sequence[str] | None = None,
-             reporter: runner.BenchReporter | None = None) -> list[dict[str, Any]]:
+             reporter: runner.BenchReporter | None = None, trust_run: bool = False,
+             given: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     """Retrains the top of the front and the anchors on fresh seeds, scores them on the test split and
-    writes ``validation.csv``; returns its rows."""
+    writes ``validation.csv``; returns its rows. The user's code the run names is imported only with
+    ``trust_run`` or where ``given`` (kind -> name) names it again (``consent``)."""
     run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
+    consent(run, models, trust_run, given)
     run.check_sources(lambda text: warnings.warn(text, AfosWarning, stacklevel=2))
     compile_cache.enable(run.config.evaluator.compilation_cache)
     spec = validation_spec(run, top, seeds, epochs, models)
