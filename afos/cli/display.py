@@ -31,8 +31,21 @@ from afos.study.planted import recovery_line
 from afos.study.verdict import STALE, Standing, judge, standing, verdict_lines
 from afos.types import metric_names
 
+# Where nothing is a terminal (a file, a pipe), no line is wrapped or cut: as wide as what is printed.
+LOG_WIDTH = 100_000
+
+
+def output(stderr: bool = False) -> Console:
+    """A console for the standard output (or error): on a terminal or in a notebook as wide as that is; in a
+    file or a pipe (a log) without a width, so that no sentence wraps mid-phrase and no table cuts a name."""
+    out = Console(stderr=stderr)
+    if out.is_terminal or out.is_jupyter:
+        return out
+    return Console(stderr=stderr, width=LOG_WIDTH)
+
+
 # On a terminal, progress bars; in a file or a pipe (a log), plain lines that no width cuts.
-console = Console(stderr=True)
+console = output(stderr=True)
 
 
 def printable(value: Any) -> str:
@@ -44,7 +57,6 @@ def printable(value: Any) -> str:
 def shown(value: Any) -> Text:
     """A field read from a file, for a rich table: never read as markup, no control character."""
     return Text(printable(value))
-console.soft_wrap = not console.is_terminal  # a log's lines are as long as they are
 
 
 class RichReporter:
@@ -283,7 +295,7 @@ def print_run(run: Run) -> None:
     A verdict is shown for the front it judged (``verdict.standing``): where a resume changed the front since,
     the run says so and the verdict lines say where their functions stand now. Until the front's best has a
     verdict of its own, the run ends with the comparison on validation accuracy (not yet a verdict)."""
-    out = Console()
+    out = output()
     rows = run.validation()
     front = run.front()
     now = standing(rows, [e.expression for e in ranked(front)]) if rows else None
@@ -312,7 +324,7 @@ def print_calibration(result) -> None:
     """A calibration (``afos.study.planted.Calibration``): every function by its mean log loss, then the verdict."""
     from afos.study.planted import MARGIN
 
-    out = Console()
+    out = output()
     table = Table(title=f"Validation MSE over seeds {', '.join(map(str, result.seeds))}")
     for column in ("function", "kind", "mean MSE", "mean log10 MSE", "std log10"):
         table.add_column(column, justify="left" if column in ("function", "kind") else "right")
