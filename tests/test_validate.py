@@ -192,7 +192,7 @@ def test_a_validation_with_four_seeds_warns_and_the_run_leads_with_its_verdict(v
     assert {r["verdict"] for r in rows if r["activation"] == "front#1"} == {"undecided"}
     source = export.export_source("numpy", run_dir=str(run_dir), top=1)
     doc = source.split('"""')[1].splitlines()
-    assert doc[2].startswith("Verdict on the test split (cnn-small/digits, 4 seeds, 1 epochs): undecided")
+    assert doc[2].startswith("Verdict on the test split (cnn-small/digits, 4 seeds, 1 epoch): undecided")
     from afos.study import report
 
     html = report.build(run_dir).html.read_text()

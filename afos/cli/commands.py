@@ -18,6 +18,7 @@ from afos.errors import ConfigError, RunError
 from afos.run.lock import ignore_sigint
 from afos.run.rundir import Run, new_run_dir
 from afos.study.verdict import cannot_conclude
+from afos.words import plural
 
 
 def parse_integers(text: str | None, option: str, what: str) -> list[int] | None:
@@ -197,8 +198,9 @@ def _validate(run: Run, top: int | None = None, seeds: int | None = None, epochs
     for what in validate.consent(run, models, trust_run, given):  # before anything of the run is used
         console.print(f"afos validate: importing the run's {what}", markup=False, highlight=False)
     spec = validate.validation_spec(run, top, seeds, epochs, models)
-    console.print(f"afos validate: {len(spec.activations)} activations x {len(spec.models)} model(s) x seeds "
-                  f"{', '.join(map(str, spec.seeds))}, {spec.epochs} epochs, scored on the test split")
+    console.print(f"afos validate: {plural(len(spec.activations), 'activation')} x "
+                  f"{plural(len(spec.models), 'model')} x seeds {', '.join(map(str, spec.seeds))}, "
+                  f"{plural(spec.epochs, 'epoch')}, scored on the test split")
     front = sum(a.source != "anchor" for a in spec.activations)
     warning = cannot_conclude(len(spec.seeds), front)
     if warning:
@@ -233,7 +235,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     given["objective_options"] = parse_options(args.objective_options, values.get("objective_options"))
     spec = bench.make_spec(values | {k: v for k, v in given.items() if v is not None})
     out = Path(args.out) if args.out else runner.default_out_dir(spec)
-    console.print(f"afos benchmark: {len(bench.cells(spec))} cells into [bold]{out}[/] (run the same command "
+    console.print(f"afos benchmark: {plural(len(bench.cells(spec)), 'cell')} into [bold]{out}[/] (run the same command "
                   "again to resume)")
     for note in spec.notes:
         console.print(f"note: {note}")
@@ -263,7 +265,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     settings = planted.with_options(config_lib.FitnessSettings(objective=args.objective),
                                     {**options, "target": args.target})
     console.print(f"afos calibrate: {args.target} against {len(config_lib.DEFAULT_ANCHORS)} anchors and "
-                  f"{args.random} random functions of space {args.space}, {args.seeds} seeds")
+                  f"{plural(args.random, 'random function')} of space {args.space}, {plural(args.seeds, 'seed')}")
     result = planted.calibrate(settings, args.seeds, args.random, args.space, draw_seed=args.draw_seed)
     print_calibration(result)
     return 0

@@ -30,6 +30,7 @@ from afos.run.rundir import Run
 from afos.study.planted import recovery_line
 from afos.study.verdict import STALE, Standing, judge, standing, verdict_lines
 from afos.types import metric_names
+from afos.words import plural
 
 # Where nothing is a terminal (a file, a pipe), no line is wrapped or cut: as wide as what is printed.
 LOG_WIDTH = 100_000
@@ -59,6 +60,12 @@ def shown(value: Any) -> Text:
     return Text(printable(value))
 
 
+def generation_label(generation: int, last: int) -> str:
+    """``gen 3/6``: the third of six offspring generations; the initial population (generation 0, which the
+    count of ``--generations`` leaves out) is ``gen 0 (initial)``, never ``gen 0/0``."""
+    return f"gen {generation}/{last}" if generation else "gen 0 (initial)"
+
+
 class RichReporter:
     """Shows one progress bar per generation with done/cached/rejected/failed counts and the best so far.
 
@@ -74,7 +81,7 @@ class RichReporter:
         self.best: Evaluation | None = None
         self.live = console.is_terminal
         self.progress = Progress(
-            TextColumn("[bold]gen {task.fields[gen]}/{task.fields[last]}"),
+            TextColumn("[bold]{task.fields[gen]}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[counts]}"),
@@ -102,7 +109,8 @@ class RichReporter:
             self.progress.start()
         else:
             self.progress.stop_task(self.task)
-        self.task = self.progress.add_task("", total=size, gen=generation, last=self.generations, **self._fields())
+        self.task = self.progress.add_task("", total=size, gen=generation_label(generation, self.generations),
+                                           **self._fields())
 
     def evaluated(self, line: Evaluation) -> None:
         self.counts[line.status] += 1
@@ -125,7 +133,8 @@ class RichReporter:
         self.pending = None
         fields = self._fields(cut=None)
         elapsed = datetime.timedelta(seconds=int(time.monotonic() - start))
-        console.print(f"gen {g}/{self.generations} {done}/{size} {fields['counts']} best {fields['best']} {elapsed}",
+        console.print(f"{generation_label(g, self.generations)} {done}/{size} {fields['counts']} "
+                      f"best {fields['best']} {elapsed}",
                       markup=False, highlight=False, soft_wrap=True)
 
     def generation_finished(self, generation: int, front: list[FrontEntry]) -> None:
@@ -249,7 +258,7 @@ def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation], metric: s
     verb = "beats" if best.val_accuracy > anchor.val_accuracy else "does not beat"
     name = known(parse(best.expression))
     what = "" if name is None else f", which is {name.said}: a known function, not a discovery"
-    length = "" if best.epochs is None else f" after {best.epochs} epochs"
+    length = "" if best.epochs is None else f" after {plural(best.epochs, 'epoch')}"
     return (f"best of the front {canonical(best.expression)} ({best.val_accuracy:.4f}) {verb} the best anchor "
             f"{anchor.tree} ({anchor.val_accuracy:.4f}) on {metric}{length}{what}; {then}")
 
@@ -276,14 +285,14 @@ def _print_verdict(out: Console, rows: list[dict], now: Standing) -> None:
         out.print(printable(headline[0].upper() + headline[1:] + "."), style="bold yellow", markup=False,
                   highlight=False)
     when = "" if now.current else ", of the front it judged then"
-    out.print(f"Verdict on the test split (afos validate: seeds {rows[0]['seeds']}, {rows[0]['epochs']} epochs"
-              f"{when}):", style="bold")
+    epochs = plural(int(rows[0]['epochs']), 'epoch')
+    out.print(f"Verdict on the test split (afos validate: seeds {rows[0]['seeds']}, {epochs}{when}):", style="bold")
     for line in verdict_lines(rows, now):
         out.print(f"  {printable(line)}", markup=False, highlight=False)
 
 
 def _validation_title(rows: list[dict], now: Standing) -> str:
-    title = f"Validated on the test split (seeds {rows[0]['seeds']}, {rows[0]['epochs']} epochs)"
+    title = f"Validated on the test split (seeds {rows[0]['seeds']}, {plural(int(rows[0]['epochs']), 'epoch')})"
     if now.current:
         return title
     return f"{title}, before the front changed" if now.state == STALE else f"{title}, perhaps of another front"

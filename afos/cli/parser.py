@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a stopped run from its checkpoint (same result as never stopping)",
                        description="Continue a stopped run exactly where it stopped. Its settings are the ones it "
                        "was started with; only how far it goes and where a Ray run's work runs may change.")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="the run directory to continue")
     p.add_argument("--generations", type=int, help="go on to this many generations (default: the run's own)")
     _ray_options(p, "move a Ray run to this cluster")
     _memory_option(p, "(default: the one the run started with; '' for none)")
@@ -41,13 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_deferred("cmd_resume"))
 
     p = sub.add_parser("show", help="print the Pareto front of a run")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="the run directory to show")
     p.set_defaults(func=_deferred("cmd_show"))
 
     p = sub.add_parser("check", help="report the health of a run directory (and repair it with --repair)",
                        description="Check a run directory: every line of its log, the log against the checkpoint, "
                        "the front. Exit status 0 when healthy, 1 when not.")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="the run directory to check")
     p.add_argument("--repair", action="store_true", help="move the log's damaged, repeated and cut-off lines into "
                    "evaluations.set-aside.jsonl and rewrite a damaged pareto.csv from the log, after a backup of "
                    "each (nothing is deleted)")
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="retrain the front's best and the anchors on fresh seeds and score them "
                        "on the test split (writes validation.csv)")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="the run directory whose front is validated")
     p.add_argument("--top", type=int, metavar="N",
                    help="functions of the front, most accurate first (default: the run's protocol.validate_top, 3)")
     p.add_argument("--seeds", type=int, metavar="S",
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_deferred("cmd_calibrate"))
 
     p = sub.add_parser("report", help="write report.html and report.md for a run or benchmark directory")
-    p.add_argument("directory")
+    p.add_argument("directory", help="a run directory or a benchmark directory")
     p.set_defaults(func=_deferred("cmd_report"))
 
     p = sub.add_parser("export", help="write a run's functions (or --expr) as jax, flax, numpy, torch, "

@@ -14,6 +14,7 @@ from afos.expr.names import known
 from afos.ga.front import FrontEntry
 from afos.run.records import format_validation_row
 from afos.study.verdict import Standing, judge, judged_rows
+from afos.words import plural
 
 # to_text of a parsed expression only uses these characters: safe inside a docstring.
 _PLAIN = re.compile(r"[\w.+\-*/(), ]*")
@@ -84,7 +85,7 @@ def proxy_line(e: FrontEntry) -> str:
     seeds = "one seed" if e.seeds <= 1 else f"mean of {e.seeds} seeds"
     spread = "" if e.seeds <= 1 or e.val_accuracy_std is None else f" ± {e.val_accuracy_std:.6g}"
     loss = "" if e.val_loss is None else f", val_loss {e.val_loss:.6g}"
-    length = "" if e.epochs is None else f" after {e.epochs} epochs"
+    length = "" if e.epochs is None else f" after {plural(e.epochs, 'epoch')}"
     return (f"Search proxy ({seeds}, validation split): val_accuracy {e.val_accuracy:.6g}{spread}{length}, "
             f"complexity {e.complexity}{loss}, generation {e.generation}")
 
@@ -98,8 +99,8 @@ def verdict_of(rows: Sequence[dict[str, str]], expression: str, now: Standing | 
         why = now.headline() if now is not None and not now.current else \
             "`afos validate` did not judge this function; run it again with a larger --top"
         return [f"Verdict on the test split: none; {why}"]
-    return [f"Verdict on the test split ({row['model']}/{row['dataset']}, {row['n']} seeds, {row['epochs']} "
-            f"epochs): {row['verdict']}" for row in judged if row["verdict"]]
+    return [f"Verdict on the test split ({row['model']}/{row['dataset']}, {plural(int(row['n']), 'seed')}, "
+            f"{plural(int(row['epochs']), 'epoch')}): {row['verdict']}" for row in judged if row["verdict"]]
 
 
 def validated_lines(rows: Sequence[dict[str, str]], expression: str) -> list[str]:
@@ -108,7 +109,8 @@ def validated_lines(rows: Sequence[dict[str, str]], expression: str) -> list[str
     lines = []
     for row in judged_rows(judge(rows), expression):
         acc, diff, holm, raw = format_validation_row(row)
-        lines.append(f"Test (afos validate, {row['model']}, seeds {row['seeds']}, {row['epochs']} epochs): "
+        epochs = plural(int(row['epochs']), 'epoch')
+        lines.append(f"Test (afos validate, {row['model']}, seeds {row['seeds']}, {epochs}): "
                      f"accuracy {acc}; vs relu {diff} (95% CI), Wilcoxon p = {holm} after Holm ({raw} uncorrected)")
     return lines
 

@@ -20,6 +20,7 @@ from afos.fitness import own, zoo
 from afos.fitness.batched import Batched, default_mode
 from afos.fitness.evaluator import Evaluator, Sequential
 from afos.fitness.problem import FitnessProblem
+from afos.words import plural
 
 # The backends of one place, by the names ``[evaluator] backend`` takes (``afos.config.BACKENDS``).
 BACKENDS = {"sequential": Sequential, "batched": Batched}
@@ -54,11 +55,13 @@ def choose_backend(settings: FitnessSettings, input_shape: Sequence[int], candid
         return "sequential", f"batched is not measured for {settings.model}"
     height, width = zoo.MODELS[settings.model].input_hw(input_shape)
     pixels = height * width * settings.batch_size
+    batches = f"batches of {plural(settings.batch_size, f'{height}x{width} image')}"
     if pixels > AUTO_CPU_MAX_PIXELS_PER_BATCH:
-        return "sequential", f"{pixels} pixels per batch (batched is faster up to {AUTO_CPU_MAX_PIXELS_PER_BATCH})"
+        return "sequential", (f"{batches} are {pixels} pixels per batch (batched is faster up to "
+                              f"{AUTO_CPU_MAX_PIXELS_PER_BATCH})")
     if candidates is None or candidates < AUTO_CPU_MIN_CANDIDATES:
         return "sequential", f"too few candidates for batched's one compilation to pay (< {AUTO_CPU_MIN_CANDIDATES})"
-    return "batched", f"{candidates} candidates of {pixels} pixels per batch on the CPU"
+    return "batched", f"{plural(candidates, 'candidate')} on {batches} ({pixels} pixels per batch) on the CPU"
 
 
 def share(candidates: int | None, places: int) -> int | None:

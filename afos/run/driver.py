@@ -47,6 +47,7 @@ from afos.run.memory import FitnessMemory, run_protocol
 from afos.run.records import ANCHOR_GENERATION, Evaluation
 from afos.run.rundir import Run
 from afos.types import Fitness
+from afos.words import plural
 
 
 class SearchInterruptedError(KeyboardInterrupt):
@@ -106,8 +107,8 @@ class _Loop:
         acc = "failed" if line.val_accuracy is None else f"{line.val_accuracy:.4f}"
         std = "" if line.val_accuracy_std is None else f" ± {line.val_accuracy_std:.4f}"
         what = "re-scored" if line.status == types.RESCORED else "promoted"
-        length = "" if line.epochs is None else f", {line.epochs} epochs"
-        self.reporter.message(f"{what} {label(line.expr)} on {line.seeds} seeds{length}: {acc}{std}")
+        length = "" if line.epochs is None else f", {plural(line.epochs, 'epoch')}"
+        self.reporter.message(f"{what} {label(line.expr)} on {plural(line.seeds, 'seed')}{length}: {acc}{std}")
 
     # --- anchors ------------------------------------------------------------------------------------
     def anchors(self) -> None:
@@ -135,9 +136,10 @@ class _Loop:
                 nodes = sum(1 for _ in sympy.preorder_traversal(c.expr))
                 line = Evaluation.of(ANCHOR_GENERATION, index, name, nodes, c, types.ANCHOR, fit, fit.seconds, epochs)
                 acc = "failed" if fit.val_accuracy is None else f"{fit.val_accuracy:.4f}"
-                length = "" if epochs is None else f", {epochs} epochs"
+                length = "" if epochs is None else f", {plural(epochs, 'epoch')}"
                 self.emit(line, lambda r, acc=acc, length=length: self.reporter.message(
-                    f"anchor {r.tree} ({canonical(r.expr)}): {metric} {acc} on {len(self.seeds)} seed(s){length}"))
+                    f"anchor {r.tree} ({canonical(r.expr)}): {metric} {acc} on "
+                    f"{plural(len(self.seeds), 'seed')}{length}"))
         # what a surrogate learns before the run has scored anything of its own: the anchors at rung 0
         self.search.prior += [surrogate.Example(a.expr, a.gain, surrogate.target(a.fitness))
                               for a in self.run.anchors() if a.epochs == self.epochs[0]]
@@ -393,7 +395,8 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
         raise RunError(f"{run_.path}: its checkpoint does not describe a search of its config "
                        f"({type(err).__name__}: {err})") from None
     if state.generation > search.config.search.generations:
-        reporter.message(f"{run_.path} already has {state.generation} generations; raise --generations to go on")
+        reporter.message(f"{run_.path} already has {plural(state.generation, 'generation')}; raise --generations "
+                         "to go on")
         return state
     with _memory(search.config, run_.path) as memory, _evaluator(search.config, evaluator, reporter) as scorer:
         return _drive(run_, search, state, scorer, reporter, memory)

@@ -40,6 +40,7 @@ from afos.run import records as records_lib
 from afos.run.files import append_jsonl, read_jsonl, repair_jsonl, unused_path, write_text_atomic
 from afos.run.lock import Messenger, run_lock
 from afos.run.records import Evaluation
+from afos.words import plural
 
 CONFIG = "config.toml"
 EVALUATIONS = "evaluations.jsonl"
@@ -341,7 +342,7 @@ class Run:
         if not path.exists():
             return f"no {PARETO} yet (recomputed from the log where asked)", True
         try:
-            return f"{PARETO}, {len(records_lib.front_from_csv(read_text(path, RunError)))} functions", True
+            return f"{PARETO}, {plural(len(records_lib.front_from_csv(read_text(path, RunError))), 'function')}", True
         except (ValueError, KeyError, AfosError) as err:
             return f"{PARETO} damaged ({type(err).__name__}: {err})", False
 

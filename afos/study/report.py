@@ -26,6 +26,7 @@ from afos.run.files import read_json_or_none, write_text_atomic
 from afos.run.records import VALIDATION_HEADERS, format_validation_row
 from afos.run.rundir import CONFIG, Run
 from afos.study import bench, planted, plots, runner, stats, verdict
+from afos.words import plural
 
 HTML_NAME, MARKDOWN_NAME, STATS_NAME, PLOTS_DIR = "report.html", "report.md", "stats.json", "plots"
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -118,9 +119,9 @@ def bench_report(bench_dir: Path) -> tuple[Report, dict[str, Any]]:
     analysis = stats.compare(spec, records)
     report = Report(f"afos benchmark {spec.name or bench_dir.name}")
     total = len(bench.cells(spec))
-    report.text(f"{len(records)} of {total} cells finished: {len(spec.activations)} activations x "
-                f"{len(spec.models)} models x {len(spec.datasets)} datasets x {len(spec.seeds)} seeds, "
-                f"{spec.epochs} epoch(s) each. {spec.description}".strip())
+    report.text(f"{len(records)} of {plural(total, 'cell')} finished: {plural(len(spec.activations), 'activation')} "
+                f"x {plural(len(spec.models), 'model')} x {plural(len(spec.datasets), 'dataset')} x "
+                f"{plural(len(spec.seeds), 'seed')}, {plural(spec.epochs, 'epoch')} each. {spec.description}".strip())
     for note in spec.notes:
         report.text(f"Note: {note}.")
     diverged = [r for r in records if r["diverged"]]
@@ -166,7 +167,7 @@ def run_report(run_dir: Path) -> tuple[Report, dict[str, Any]]:
     report = Report(f"afos run {run.path.name}")
     counts = Counter(r.status for r in records)
     generations = max((r.generation for r in records), default=-1) + 1
-    report.text(f"{len(records)} evaluations over {generations} generation(s): "
+    report.text(f"{plural(len(records), 'evaluation')} over {plural(generations, 'generation')}: "
                 + ", ".join(f"{n} {status}" for status, n in counts.items()) + ".")
     validation = run.validation()
     if validation:
@@ -216,8 +217,8 @@ def _verdict_section(report: Report, validation: list[dict[str, str]], now: verd
         headline = now.headline()
         report.text(f"{headline[0].upper()}{headline[1:]}. The verdict below is of the front it judged then.")
     report.text(f"afos validate retrained the front's best and the anchors on fresh seeds "
-                f"({validation[0]['seeds']}) for {validation[0]['epochs']} epochs and scored them on the "
-                "held-out test split. A verdict uses the Wilcoxon p-value after Holm's correction.")
+                f"({validation[0]['seeds']}) for {plural(int(validation[0]['epochs']), 'epoch')} and scored them "
+                "on the held-out test split. A verdict uses the Wilcoxon p-value after Holm's correction.")
     for line in verdict.verdict_lines(validation, now):
         report.text(line)
     report.table((["activation", "model", *VALIDATION_HEADERS, "verdict", "expression"],

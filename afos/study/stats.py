@@ -21,6 +21,7 @@ import scipy.stats
 from statsmodels.stats.multitest import multipletests
 
 from afos.study.bench import METRICS, BenchSpec
+from afos.words import plural
 
 
 @dataclass(frozen=True)
@@ -312,7 +313,7 @@ def markdown(a: Statistics) -> str:
     s = a.scores
     return "\n\n".join([
         f"Metric: **{s.metric}** ({'higher' if s.higher_is_better else 'lower'} is better), mean ± std over "
-        f"{len(s.seeds)} seed(s).",
+        f"{plural(len(s.seeds), 'seed')}.",
         markdown_table(summary_rows(a)),
         friedman_sentence(a),
         f"Wilcoxon signed-rank vs **{a.baseline}** over {len(a.block_labels)} paired blocks, Holm-corrected:",

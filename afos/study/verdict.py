@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from afos.words import plural
+
 ALPHA = 0.05
 BETTER, NOT_BETTER, UNDECIDED = "better than relu", "not better than relu", "undecided"
 BASELINE = "relu"
@@ -235,6 +237,7 @@ def verdict_lines(rows: Sequence[dict[str, Any]], now: Standing | None = None) -
                                                           "wilcoxon_p_holm"))
             note = "" if now is None else now.note(r["activation"])
             out.append(f"{r['activation']} {label(r['expression'])}: {r['verdict'].upper()} "
-                       f"({r['model']}/{r['dataset']}, {r['n']} seeds: test accuracy {diff:+.4f} vs relu, 95% CI "
-                       f"[{low:+.4f}, {high:+.4f}], Wilcoxon p = {p:.3g} after Holm)" + (f"; {note}" if note else ""))
+                       f"({r['model']}/{r['dataset']}, {plural(int(r['n']), 'seed')}: test accuracy {diff:+.4f} vs "
+                       f"relu, 95% CI [{low:+.4f}, {high:+.4f}], Wilcoxon p = {p:.3g} after Holm)"
+                       + (f"; {note}" if note else ""))
     return out + [f"warning: {w}" for w in warnings_of(judged)]
