@@ -5,9 +5,10 @@ The public API, for notebooks and scripts::
     import afos
 
     config = afos.config.override(afos.Config(), search={"population": 8})
-    run = afos.search(config, "runs/first")          # a search
+    run = afos.search(config, "runs/first")          # a search, showing its progress (verbose=False: silent)
     run = afos.Run.open("runs/first")                 # any run directory: config, records, front, anchors
     run.best()                                        # the most accurate function of its front
+    run.top(3)                                        # the three most accurate, best first
     print(afos.export_source("torch", run_dir=run.path))
     afos.resume("runs/first", generations=10)         # go on where it stopped
 
@@ -17,7 +18,9 @@ Names (and the subpackages: ``afos.config``, ``afos.fitness``, ...) load their m
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,11 +53,13 @@ def __getattr__(name: str):
 
 
 def search(config: Config | None = None, run_dir: str | Path | None = None, reporter=None, evaluator=None, *,
-           model=None, dataset=None, objective=None, **settings) -> Run:
+           verbose: bool = True, model=None, dataset=None, objective=None, **settings) -> Run:
     """Runs a new search of ``config`` (default: ``Config()``) into ``run_dir`` (default: ``runs/<date-time>``).
 
     Args:
-        reporter: receives the progress (``afos.run.driver.SearchReporter``); None: silent.
+        reporter: receives the progress (``afos.run.driver.SearchReporter``); None: ``verbose`` decides.
+        verbose: with no reporter, show the progress as the command line does (a line per message and per
+            generation in a notebook or a log, progress bars on a terminal); False: print nothing.
         evaluator: scores candidates (``afos.fitness.evaluator.Evaluator``); None: what ``config`` plans.
         model: a name (``cnn-small``, ``package.module:factory``) or the user's factory itself, a function or
             class defined at the top level of a module or notebook: ``factory(act, input_shape, num_classes,
@@ -73,8 +78,25 @@ def search(config: Config | None = None, run_dir: str | Path | None = None, repo
     named = _named(model=model, dataset=dataset, objective=objective)
     config = config_lib.override_flat(config or config_lib.Config(), **settings, **named)
     run_dir = Path(run_dir) if run_dir is not None else new_run_dir()
-    driver.run(config, run_dir, reporter, evaluator)
+    with _watched(reporter, verbose, config.search.generations, "search") as watcher:
+        driver.run(config, run_dir, watcher, evaluator)
     return Run.open(run_dir)
+
+
+@contextlib.contextmanager
+def _watched(reporter, verbose: bool, generations: int, command: str) -> Iterator:
+    """The reporter given; else, if ``verbose``, the command line's (``afos.cli.display.RichReporter``), closed
+    at the end however the search ends; else None, which the driver takes for silence."""
+    if reporter is not None or not verbose:
+        yield reporter
+        return
+    from afos.cli.display import RichReporter
+
+    shown = RichReporter(generations, command)
+    try:
+        yield shown
+    finally:
+        shown.close()
 
 
 def _named(**objects) -> dict[str, str]:
@@ -87,8 +109,10 @@ def _named(**objects) -> dict[str, str]:
 
 
 def resume(run_dir: str | Path, generations: int | None = None, reporter=None, evaluator=None, *,
-           model=None, dataset=None, objective=None, trust_run: bool = False) -> Run:
+           verbose: bool = True, model=None, dataset=None, objective=None, trust_run: bool = False) -> Run:
     """Continues the run in ``run_dir`` to ``generations`` (default: its own); the result equals never stopping.
+
+    ``reporter`` and ``verbose``: as for ``search`` (by default the progress is shown; False: nothing printed).
 
     ``model``, ``dataset`` and ``objective``: what a run started from Python objects needs again in a new
     process (the same factory, loader or function, or the same arrays: checked against the recorded name).
@@ -100,6 +124,8 @@ def resume(run_dir: str | Path, generations: int | None = None, reporter=None, e
     from afos.run.rundir import Run
 
     given = _named(model=model, dataset=dataset, objective=objective)
-    driver.resume(run_dir, generations=generations, reporter=reporter, evaluator=evaluator, trust_run=trust_run,
-                  given=given)
+    last = Run.open(run_dir).config.search.generations if generations is None else generations
+    with _watched(reporter, verbose, last, "resume") as watcher:
+        driver.resume(run_dir, generations=generations, reporter=watcher, evaluator=evaluator, trust_run=trust_run,
+                      given=given)
     return Run.open(run_dir)

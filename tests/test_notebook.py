@@ -44,4 +44,4 @@ def test_own_model_notebook_searches_a_model_and_data_defined_in_it(tmp_path, mo
     run = Run.open(run_dir)
     assert run.config.fitness.model == "__main__:SmallNet" and run.config.fitness.dataset.startswith("arrays:")
     assert max(r.generation for r in run.records()) == 2  # searched, then resumed one generation further
-    assert f"best: {run.best()[0].expression}" in text and "import torch" in text
+    assert f"best: {run.best().expression}" in text and "import torch" in text

@@ -54,7 +54,7 @@ def test_own_model_and_data_search_resume_after_kill_and_export(tmp_path, user_m
     _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     assert _lines(run_dir) == _lines(baseline)
-    best = Run.open(run_dir).best()[0].expression
+    best = Run.open(run_dir).best().expression
     assert f"Expression: {best}\n" in afos.export_source("torch", run_dir=run_dir)
 
     del sys.modules["usernets"]
@@ -101,8 +101,8 @@ def test_data_as_arrays_from_python_and_a_resume_that_needs_them_again(tmp_path,
     run = afos.search(None, tmp_path / "run", model=usernets.TinyNet, dataset=arrays, population=2, generations=0)
     assert run.config.fitness.model == "usernets:TinyNet"
     assert run.config.fitness.dataset == "arrays:" + plugins.digest(arrays)
-    assert run.best()[0].expression
-    assert f"Expression: {run.best()[0].expression}\n" in run.export("torch") and "import torch" in run.export("torch")
+    assert run.best().expression
+    assert f"Expression: {run.best().expression}\n" in run.export("torch") and "import torch" in run.export("torch")
     plugins._GIVEN.clear()  # a new Python process
     with pytest.raises(RunError, match="handed over as arrays in another Python process"):
         afos.resume(run.path, generations=1, model=usernets.TinyNet)  # the model given again: consent

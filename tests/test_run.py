@@ -53,7 +53,8 @@ def test_a_run_reads_its_lines_as_typed_records_and_knows_its_front(tmp_path):
 
     assert [r.to_json() for r in records] == [json.loads(line) for line in lines]  # read and written losslessly
     assert [r.tree for r in run.anchors()] == list(config.DEFAULT_ANCHORS)
-    assert run.best()[0] == run.ranked()[0] and run.ranked()[0].val_accuracy == max(e.val_accuracy for e in run.front())
+    assert run.best() == run.ranked()[0] and run.top(2) == run.ranked()[:2]
+    assert run.ranked()[0].val_accuracy == max(e.val_accuracy for e in run.front())
     assert run.recomputed_front() == run.front()  # the memo replayed from the log makes the front pareto.csv holds
     (run.path / rundir.PARETO).unlink()  # a run stopped before its first front: recomputed from the log
     assert Run.open(run.path).front() == run.front()

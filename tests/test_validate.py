@@ -69,7 +69,7 @@ def test_validation_csv_has_the_columns_and_scipy_numbers(validated):
         assert tuple(reader.fieldnames) == VALIDATION_COLUMNS
         rows = {r["activation"]: r for r in reader}
     assert set(rows) == {"front#1", "relu"}
-    assert rows["front#1"]["expression"] == Run.open(run_dir).best()[0].expression
+    assert rows["front#1"]["expression"] == Run.open(run_dir).best().expression
     records = [json.loads(line) for line in (Run.open(run_dir).validation_dir / bench.RESULTS).open()]
     acc = {(r["activation"], r["seed"]): r["final"]["test_accuracy"] for r in records}
     seeds = sorted({s for _, s in acc})

@@ -95,7 +95,7 @@ def items_from_run(run_dir: str | Path | Run, top: int | None = None, rank: int 
     if top is not None and rank is not None:
         raise ExportError("give either top or rank, not both")
     run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
-    ranked = run.best(len(run.front()) or 1)
+    ranked = run.top(len(run.front()) or 1)
     if top is not None:
         if top < 1:
             raise ExportError(f"top must be at least 1, got {top}")

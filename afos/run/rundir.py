@@ -222,8 +222,13 @@ class Run:
         """The front, most accurate first (``afos.ga.front.ranked``)."""
         return ranked(self.front())
 
-    def best(self, k: int = 1) -> list[FrontEntry]:
-        """The ``k`` most accurate functions of the front; RunError if nothing is scored yet."""
+    def best(self) -> FrontEntry:
+        """The most accurate function of the front (ties: the simpler); RunError if nothing is scored yet."""
+        return self.top(1)[0]
+
+    def top(self, k: int) -> list[FrontEntry]:
+        """The ``k`` most accurate functions of the front, best first (all of them where it holds fewer, as
+        ``afos validate --top`` takes them); RunError if nothing is scored yet."""
         out = self.ranked()[:k]
         if not out:
             raise RunError(f"{self.path}: the run has no scored function yet")

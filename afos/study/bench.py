@@ -166,7 +166,7 @@ def _from_run(item: str) -> list[Activation]:
         k = len(run.front()) if match and match["all"] else int(match["k"]) if match else 1
         if k < 1:
             raise BenchError(f"{item}: top-K needs K >= 1")
-        best = run.best(k)
+        best = run.top(k)
     except AfosError as err:
         raise BenchError(str(err)) from None
     return [Activation(f"{path.name}#{i + 1}", e.expression, f"{path} rank {i + 1}") for i, e in enumerate(best)]

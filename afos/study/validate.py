@@ -52,7 +52,7 @@ def validation_seeds(config: Config, n: int) -> list[int]:
 
 def _activations(run: Run, top: int) -> list[bench.Activation]:
     acts = [bench.Activation(f"front#{i + 1}", e.expression, f"front rank {i + 1}")
-            for i, e in enumerate(run.best(top))]
+            for i, e in enumerate(run.top(top))]
     anchors = [BASELINE, *(a for a in run.config.protocol.anchors if a != BASELINE)]
     return acts + [bench.Activation(name, STANDARD_ACTIVATIONS[name], "anchor") for name in anchors]
 
