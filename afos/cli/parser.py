@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-# What a resume may change (afos.config.FREE_ON_RESUME): everything else is the run's, fixed when it started.
-RESUME_OPTIONS = ("--generations", "--ray-address", "--workers", "--memory", "--validate")
+# What a resume takes: what it may change (afos.config.FREE_ON_RESUME) and consent to import the run's code
+# (--trust-run, --trust); everything else is the run's, fixed when it started.
+RESUME_OPTIONS = ("--generations", "--ray-address", "--workers", "--memory", "--validate", "--trust-run", "--trust")
 
 
 def _deferred(name: str) -> Callable[[argparse.Namespace], int]:
@@ -94,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", nargs="?", help="a run directory (or give --expr)")
     p.add_argument("--expr", help='an expression instead of a run, e.g. "x*sigmoid(x)"')
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--top", type=int, metavar="K", help="the K most accurate functions of the front")
+    which.add_argument("--top", type=int, metavar="K", help="the K most accurate functions of the front (all of "
+                       "them, with a warning, where it holds fewer)")
     which.add_argument("--rank", type=int, metavar="R", help="the R-th most accurate function (default: 1)")
     p.add_argument("--format", required=True, help="jax, flax, numpy, torch, tensorflow, latex or sympy")
     p.add_argument("--gain", choices=("none", "unit"), help="with --expr: export it as it is (none, the default) "

@@ -13,11 +13,12 @@ computes what afos measured, values and gradients (``tests/test_export.py``).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from afos.errors import AfosError, ExportError
+from afos.errors import AfosError, AfosWarning, ExportError
 from afos.export import (
     export_flax,
     export_jax,
@@ -33,6 +34,7 @@ from afos.expr.gain import GAIN_MODES, unit_gain
 from afos.expr.ir import lower
 from afos.run.rundir import Run
 from afos.study.verdict import standing
+from afos.words import plural
 
 __all__ = ["EXPORTERS", "ExportError", "Exporter", "Item", "export_source", "get", "items_from_run", "render"]
 
@@ -86,7 +88,9 @@ def render(items: Sequence[Item], fmt: str) -> str:
 def items_from_run(run_dir: str | Path | Run, top: int | None = None, rank: int | None = None) -> list[Item]:
     """Front entries of a run, most accurate first: the ``top`` K, or the one of 1-based ``rank`` (default: 1).
 
-    Ties in validation accuracy go to the simpler function (``afos.ga.front.ranked``).
+    Ties in validation accuracy go to the simpler function (``afos.ga.front.ranked``). A ``top`` past the end
+    of the front is the whole front, with an ``AfosWarning`` saying how many entries it holds; a ``rank`` past
+    its end is an error saying the same.
 
     Raises:
         ExportError: a bad ``top``/``rank``.
@@ -99,11 +103,16 @@ def items_from_run(run_dir: str | Path | Run, top: int | None = None, rank: int 
     if top is not None:
         if top < 1:
             raise ExportError(f"top must be at least 1, got {top}")
+        if top > len(ranked):
+            warnings.warn(f"top {top} is past the end: the front of {run.path} has {plural(len(ranked), 'entry')}, "
+                          f"so {'that one is' if len(ranked) == 1 else f'all {len(ranked)} are'} exported", AfosWarning,
+                          stacklevel=2)
         chosen = list(enumerate(ranked[:top], start=1))
     else:
         rank = 1 if rank is None else rank
         if not 1 <= rank <= len(ranked):
-            raise ExportError(f"rank {rank} is out of range: the front of {run.path} has {len(ranked)} entries")
+            raise ExportError(f"rank {rank} is out of range: the front of {run.path} has "
+                              f"{plural(len(ranked), 'entry')}")
         chosen = [(rank, ranked[rank - 1])]
     validation = tuple(run.validation())
     now = standing(validation, [e.expression for e in ranked]) if validation else None

@@ -1,6 +1,7 @@
 """``Run``: one object is the way into a run directory, for every command and for notebooks.
 
-A run directory (format 1, described in docs/ARCHITECTURE.md) holds:
+A run directory (format 2, described in docs/ARCHITECTURE.md; format 1, written before gain normalisation, is
+still read) holds:
 
 - ``config.toml``: the fully resolved configuration, search space included;
 - ``evaluations.jsonl``: one line per finished evaluation (``records.Evaluation``), appended and fsynced,
