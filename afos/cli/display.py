@@ -45,8 +45,10 @@ def output(stderr: bool = False) -> Console:
     return Console(stderr=stderr, width=LOG_WIDTH)
 
 
-# On a terminal, progress bars; in a file or a pipe (a log), plain lines that no width cuts.
+# On a terminal, progress bars; in a file or a pipe (a log), plain lines that no width cuts; in a notebook, plain
+# lines that the page wraps, not rich.
 console = output(stderr=True)
+console.soft_wrap = not console.is_terminal
 
 
 def printable(value: Any) -> str:
