@@ -38,7 +38,8 @@ def test_the_validation_table_keeps_every_name_and_number_whole(tmp_path, capsys
     assert main(["show", str(run_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
     table = [line for line in lines if "│" in line or "┃" in line]
-    assert "test_accuracy" in table[-len(rows) - 1]  # the validation table's header, then its rows
+    header = table[-len(rows) - 1]  # the validation table's header, then its rows
+    assert "test accuracy" in header and "Wilcoxon p after Holm)" in header
     for row, line in zip(rows, table[-len(rows):], strict=True):
         assert f" {row['activation']} " in line and f" {row['test_accuracy_mean']:.4f} ± 0.0123 " in line, line
     assert f" {front[1]} " in table[-1] and all("…" not in line for line in lines)

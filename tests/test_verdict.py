@@ -143,7 +143,7 @@ def test_an_export_of_a_function_found_after_the_validation_says_it_has_no_verdi
     doc = export.export_source("numpy", run_dir=str(run_dir), top=2).split('"""')[1]
     first, second = doc.split("activation_2:")
     assert "Verdict on the test split: none; validated before the front changed; run `afos validate` again" in first
-    assert "Verdict on the test split (cnn-small/digits, 3 seeds, 1 epochs): undecided" in second
+    assert "Verdict on the test split (cnn-small/digits, 3 seeds, 1 epoch): undecided" in second
     # a validated front that did not change: a function below the validated top was simply not judged
     run_dir = _validated(tmp_path / "b", front=(("x**2", 0.25),))
     doc = export.export_source("numpy", run_dir=str(run_dir), rank=2).split('"""')[1]
