@@ -53,8 +53,24 @@ def png_bytes(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def plain(text: str) -> str:
+    """A label (read from a file, perhaps) as matplotlib should draw it: as it is. Every ``$`` is escaped, so no
+    mathtext is parsed (two of them around ``\\frac{`` would be a ParseError when the figure is drawn), and control
+    characters are written out as escapes (a font has no glyph for them)."""
+    shown = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return shown.replace("$", r"\$")
+
+
 def _short(text: str, n: int = 28) -> str:
-    return text if len(text) <= n else text[: n - 1] + "…"
+    """``text`` cut to ``n`` characters, as a label (``plain``)."""
+    return plain(text if len(text) <= n else text[: n - 1] + "…")
+
+
+def _distinct(labels: Sequence[str], n: int = 40) -> list[str]:
+    """Labels as drawn, all different: cut to ``n`` characters (a long one squeezes the axes away), and numbered
+    where two would look the same (a common beginning, a control character and its written-out escape)."""
+    shown = [_short(a, n) for a in labels]
+    return shown if len(set(shown)) == len(shown) else [f"{i + 1}: {s}" for i, s in enumerate(shown)]
 
 
 # --- benchmark figures ---------------------------------------------------------------
@@ -84,7 +100,7 @@ def learning_curves(records: list[dict[str, Any]], activations: Sequence[str],
                 if len(runs) > 1:
                     ax.fill_between(epochs, np.nanmin(values, axis=0), np.nanmax(values, axis=0),
                                     color=colour[act], alpha=0.15, linewidth=0)
-            ax.set_title(f"{case[0]} / {case[1]}" if row == 0 else "", fontsize=10)
+            ax.set_title(plain(f"{case[0]} / {case[1]}") if row == 0 else "", fontsize=10)
             ax.set_xlabel("epoch" if row == len(metrics) - 1 else "")
             ax.set_ylabel(METRIC_TITLES.get(metric, metric) if col == 0 else "")
             ax.grid(alpha=0.3)
@@ -126,11 +142,12 @@ def cd_diagram(ranks: dict[str, float], nemenyi_pvalues: dict[str, dict[str, flo
     import scikit_posthocs
 
     labels = list(ranks)
-    sig = pd.DataFrame([[nemenyi_pvalues[a][b] for b in labels] for a in labels], index=labels, columns=labels)
+    shown = _distinct(labels)
+    sig = pd.DataFrame([[nemenyi_pvalues[a][b] for b in labels] for a in labels], index=shown, columns=shown)
     fig = Figure(figsize=(8, 0.9 + 0.32 * len(labels)), layout="constrained")
     ax = fig.subplots()
-    scikit_posthocs.critical_difference_diagram(pd.Series(ranks), sig, alpha=alpha, ax=ax,
-                                                label_props={"fontsize": 9})
+    scikit_posthocs.critical_difference_diagram(pd.Series(list(ranks.values()), index=shown), sig, alpha=alpha,
+                                                ax=ax, label_props={"fontsize": 9})
     # The CD bar above the tick labels (scikit-posthocs would draw it across them).
     above = blended_transform_factory(ax.transData, ax.transAxes)
     start = min(ranks.values())

@@ -77,22 +77,24 @@ def to_html(report: Report) -> str:
 
 
 def to_markdown(report: Report, plots_dir: Path) -> str:
-    """Markdown with the figures written to ``plots_dir`` (linked relative to the report)."""
-    out = [f"# {report.title}"]
+    """Markdown with the figures written to ``plots_dir`` (linked relative to the report). Every text shows as it is
+    (``stats.markdown_text``): a name read from a file is never a tag, a link or a table's border."""
+    text = stats.markdown_text
+    out = [f"# {text(report.title)}"]
     for kind, *rest in report.blocks:
         if kind == "h2":
-            out.append(f"## {rest[0]}")
+            out.append(f"## {text(rest[0])}")
         elif kind == "pre":
-            out.append(f"```\n{rest[0].rstrip()}\n```")
+            out.append(stats.markdown_fence(rest[0]))
         elif kind == "table":
             out.append(stats.markdown_table(rest[0]))
         elif kind == "figure":
             name, png, caption = rest
             plots_dir.mkdir(parents=True, exist_ok=True)
             (plots_dir / f"{name}.png").write_bytes(png)
-            out.append(f"![{caption}]({plots_dir.name}/{name}.png)\n\n*{caption}*")
+            out.append(f"![{text(caption)}]({plots_dir.name}/{name}.png)\n\n*{text(caption)}*")
         else:
-            out.append(rest[0])
+            out.append(text(rest[0]))
     return "\n\n".join(out) + "\n"
 
 

@@ -11,6 +11,7 @@ as AFOS did over its 28 cases).
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -302,22 +303,65 @@ def wins_rows(a: Statistics) -> Table:
     return ["activation", "wins", "ties", "losses", "outperforms in"], rows
 
 
+# --- markdown of text read from files -------------------------------------------------------------
+
+# What markdown (CommonMark, GitHub's tables and math) reads as syntax inside a line: written with a backslash,
+# which markdown shows as the character itself. A name read from a file is text, never a link, tag or cell border.
+_MARKDOWN_SYNTAX = re.compile(r"([\\`*_\[\]<>|~$&])")
+# What makes a block at the start of a line: a heading, a list item or rule, an ordered list item ("1.").
+_BLOCK_START = re.compile(r"^([#+=-]|\d+(?=[.)]))([.)]?)")
+
+
+def _printable(text: str) -> str:
+    """``text`` with every control character but the tab written out as its escape (``\\x1b``): no terminal
+    sequence."""
+    return "".join(ch if ch.isprintable() or ch == "\t" else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def markdown_inline(text: str) -> str:
+    """One line of ``text`` as markdown shows it: its syntax characters escaped, control characters written out."""
+    return _MARKDOWN_SYNTAX.sub(r"\\\1", _printable(text))
+
+
+def markdown_text(text: str) -> str:
+    """``text`` (read from a file, perhaps) as one markdown paragraph that shows it: lines joined as HTML joins
+    them, nothing read as markup, and no line start read as a heading, quote or list."""
+    line = markdown_inline(" ".join(str(text).splitlines()).strip())
+    return _BLOCK_START.sub(lambda m: m[1] + "\\" + m[2] if m[2] else "\\" + m[1], line)
+
+
+def markdown_cell(text: str) -> str:
+    """``text`` as one cell of a markdown table: a ``|`` or a line break cannot end the cell or the row."""
+    return "<br>".join(markdown_inline(line) for line in str(text).splitlines())
+
+
+def markdown_fence(text: str) -> str:
+    """``text`` as a fenced code block that it cannot close: the fence is longer than any run of backticks in it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    body = "\n".join(_printable(line) for line in text.rstrip().splitlines())
+    return f"{fence}\n{body}\n{fence}"
+
+
 def markdown_table(table: Table) -> str:
+    """A markdown table whose cells show their text as it is (``markdown_cell``)."""
     header, rows = table
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    lines = ["| " + " | ".join(map(markdown_cell, header)) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(map(markdown_cell, row)) + " |" for row in rows])
 
 
 def markdown(a: Statistics) -> str:
     """The analysis as markdown tables and sentences."""
     s = a.scores
     return "\n\n".join([
-        f"Metric: **{s.metric}** ({'higher' if s.higher_is_better else 'lower'} is better), mean ± std over "
-        f"{plural(len(s.seeds), 'seed')}.",
+        f"Metric: **{markdown_inline(s.metric)}** ({'higher' if s.higher_is_better else 'lower'} is better), "
+        f"mean ± std over {plural(len(s.seeds), 'seed')}.",
         markdown_table(summary_rows(a)),
         friedman_sentence(a),
-        f"Wilcoxon signed-rank vs **{a.baseline}** over {len(a.block_labels)} paired blocks, Holm-corrected:",
+        f"Wilcoxon signed-rank vs **{markdown_inline(a.baseline)}** over {len(a.block_labels)} paired blocks, "
+        "Holm-corrected:",
         markdown_table(wilcoxon_rows(a)),
-        f"Wins / ties / losses vs **{a.baseline}** per case (seed means, tie within {a.tolerance:g}):",
+        f"Wins / ties / losses vs **{markdown_inline(a.baseline)}** per case (seed means, tie within "
+        f"{a.tolerance:g}):",
         markdown_table(wins_rows(a)),
     ]) + "\n"

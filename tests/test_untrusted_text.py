@@ -1,0 +1,159 @@
+"""Text read from a run or benchmark directory is shown, never run: `afos report` (HTML, markdown, plots) of
+directories whose names, labels and log fields are hostile."""
+
+import csv
+import io
+import itertools
+import json
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomli_w
+
+from afos.run.files import append_jsonl
+from afos.study import bench, plots, report
+
+FIXTURES = Path(__file__).parent / "fixtures"
+# A tag, a table border, a line break, mathtext that does not parse, the end of a docstring followed by code,
+# markdown's code, link and emphasis, escape sequences Python would not compile, a terminal escape.
+HOSTILE = ('<script>alert(1)</script> | a\nb $\\frac{$ """; import os; os.system("touch PWNED")  # '
+           '`code` [link](javascript:alert(2)) **bold** C:\\New\\x \x1b[2J')
+PAYLOADS = ("<script>alert(1)</script>", "$\\frac{$", 'os.system("touch PWNED")')
+
+
+def _rewrite_csv(path: Path, change) -> None:
+    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    for row in rows:
+        change(row)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    path.write_text(buf.getvalue())
+
+
+@pytest.fixture
+def hostile_run(tmp_path, monkeypatch) -> Path:
+    """The validated run of tests/fixtures, its directory name, validation rows, anchors' names and config hostile."""
+    monkeypatch.chdir(tmp_path)  # where a PWNED marker would appear
+    run = tmp_path / HOSTILE.replace("/", "-")
+    shutil.copytree(FIXTURES / "run_v1", run)
+
+    def poison(row):
+        row["model"], row["dataset"] = "cnn-small " + HOSTILE, "digits " + HOSTILE
+        if row["activation"] != "relu":
+            row["activation"] += " " + HOSTILE
+
+    _rewrite_csv(run / "validation.csv", poison)
+    lines = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
+    for line in lines:
+        if line["status"] == "anchor":
+            line["tree"] += " " + HOSTILE
+    (run / "evaluations.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    config = (run / "config.toml").read_text()
+    fenced = 'description = """\n```\n<script>alert(3)</script>\n"""'  # a line that would close a ``` fence
+    (run / "config.toml").write_text(re.sub(r"^description = .*$", lambda _: fenced, config, flags=re.M))
+    return run
+
+
+@pytest.fixture
+def hostile_bench(tmp_path) -> Path:
+    """A finished benchmark whose activation and model labels, dataset, name, description and notes are hostile."""
+    spec = bench.make_spec({"activations": "relu,elu,x*erf(x)", "models": ["mlp"], "seeds": 3, "epochs": 2})
+    d = bench.spec_to_dict(spec)
+    for i, act in enumerate(d["activations"]):
+        act["label"] = f"{act['label']} {i} {HOSTILE}"
+    d["baseline"] = d["activations"][0]["label"]
+    d["models"][0]["label"] = "mlp " + HOSTILE
+    d["datasets"] = ["digits " + HOSTILE]
+    d |= {"name": HOSTILE, "description": HOSTILE, "notes": [HOSTILE]}
+    (tmp_path / bench.SPEC).write_text(tomli_w.dumps(d))
+    spec = bench.spec_from_dict(d)
+    rng = np.random.default_rng(0)
+    for cell in bench.cells(spec):
+        base = 0.7 + 0.05 * spec.labels.index(cell.activation.label)
+        history = [{"epoch": e, "val_loss": 1.1 / e, "val_accuracy": base + rng.normal(0, 0.01),
+                    "test_loss": 1.2 / e, "test_accuracy": base + rng.normal(0, 0.02)} for e in (1, 2)]
+        append_jsonl(tmp_path / bench.RESULTS, {
+            "key": cell.key, "activation": cell.activation.label, "expr": cell.activation.expression,
+            "model": cell.model.label, "model_name": cell.model.name, "dataset": cell.dataset, "seed": cell.seed,
+            "epochs": 2, "diverged": False, "history": history, "final": history[-1], "seconds": 0.1})
+    return tmp_path
+
+
+# --- afos report ---------------------------------------------------------------------------------
+
+
+def _unescaped(text: str) -> str:
+    """``text`` without markdown's backslash escapes (what is left is read as markdown)."""
+    return re.sub(r"\\.", "", text)
+
+
+def _assert_inert_markdown(md: str) -> None:
+    """Nothing but the fenced code blocks (shown as they are) is read as markup; every table keeps its columns."""
+    assert "\x1b" not in md
+    live = _unescaped(re.sub(r"^(`{3,})\n.*?\n\1$", "", md, flags=re.S | re.M))
+    for fragment in ("<script", "[link]", "](javascript", "`code`", "**bold**", "$"):
+        assert fragment not in live, fragment
+    lines = md.split("\n")
+    tables = [i for i, line in enumerate(lines) if line.startswith("|---")]
+    assert tables
+    for start in tables:  # every row of a table has the header's cells
+        borders = _unescaped(lines[start - 1]).count("|")
+        for line in itertools.takewhile(bool, lines[start + 1:]):
+            assert line.startswith("| ") and _unescaped(line).count("|") == borders, line
+
+
+def _assert_inert_html(html: str) -> None:
+    assert "<script" not in html.lower()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html  # shown, as text
+
+
+def test_report_of_a_hostile_run_shows_every_text_and_runs_none(hostile_run):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a font without a glyph for a control character would warn
+        files = report.build(hostile_run)
+    html, md = files.html.read_text(), files.markdown.read_text()
+    _assert_inert_html(html)
+    _assert_inert_markdown(md)
+    assert "<th>anchor</th>" in html and html.count("&lt;script&gt;alert(1)") >= 4 + 5  # anchors, validation rows
+    # the config is one fenced block, which its own ``` line does not close
+    fence = re.search(r"^(`{3,})\n(.*?)\n\1$", md, re.S | re.M)
+    assert fence is not None and fence[1] != "```" and "<script>alert(3)</script>" in fence[2]
+    assert md.count("<script>alert(3)</script>") == 1
+    assert {p.name for p in files.plots} == {"pareto.png", "history.png", "shapes.png"}
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in files.plots)
+    assert not (hostile_run.parent / "PWNED").exists()
+
+
+def test_report_of_a_hostile_benchmark_draws_its_labels_as_text(hostile_bench):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        files = report.build(hostile_bench)  # mathtext of '$\frac{$' would be a ParseError in every figure
+    html, md = files.html.read_text(), files.markdown.read_text()
+    _assert_inert_html(html)
+    _assert_inert_markdown(md)
+    assert {p.name for p in files.plots} == {"cd_diagram.png", "curves.png", "shapes.png"}
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in files.plots)
+
+
+def test_a_critical_difference_diagram_draws_any_labels():
+    """Labels that mathtext cannot parse, a control character, and labels that would be drawn alike."""
+    ranks = {"a\x1b": 1.5, "a\\x1b": 2.0, "$\\frac{$": 2.5, "x" * 60 + "1": 3.0, "x" * 60 + "2": 1.0}
+    pvalues = {a: {b: 1.0 if a == b else 0.5 for b in ranks} for a in ranks}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert plots.png_bytes(plots.cd_diagram(ranks, pvalues, 1.0))[:4] == b"\x89PNG"
+
+
+def test_markdown_helpers_keep_text_as_text():
+    from afos.study import stats
+
+    assert stats.markdown_cell("a|b\nc") == "a\\|b<br>c"
+    assert stats.markdown_text("1. # x\n- y") == "1\\. # x - y"
+    assert stats.markdown_text("# x") == "\\# x"
+    assert stats.markdown_fence("a\n````\nb").startswith("`````\n")
