@@ -1,12 +1,15 @@
-"""Text read from a run or benchmark directory is shown, never run: `afos report` (HTML, markdown, plots) of
-directories whose names, labels and log fields are hostile."""
+"""Text read from a run or benchmark directory is shown, never run: `afos report` (HTML, markdown, plots) and
+`afos export` (generated Python and LaTeX) of directories whose names, labels and log fields are hostile."""
 
+import ast
 import csv
+import importlib.util
 import io
 import itertools
 import json
 import re
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -14,6 +17,10 @@ import numpy as np
 import pytest
 import tomli_w
 
+from afos import export
+from afos.export import EXPORTERS, Item, export_latex
+from afos.expr import parse
+from afos.ga.front import FrontEntry
 from afos.run.files import append_jsonl
 from afos.study import bench, plots, report
 
@@ -157,3 +164,87 @@ def test_markdown_helpers_keep_text_as_text():
     assert stats.markdown_text("1. # x\n- y") == "1\\. # x - y"
     assert stats.markdown_text("# x") == "\\# x"
     assert stats.markdown_fence("a\n````\nb").startswith("`````\n")
+
+
+# --- afos export ---------------------------------------------------------------------------------
+
+PYTHON_FORMATS = [fmt for fmt, exporter in EXPORTERS.items() if exporter.suffix == ".py"]
+
+
+def _load(source: str, path: Path):
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"afos_untrusted_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _value_at_3(fmt: str, module) -> float:
+    """The exported function at x = 3, in its own framework."""
+    if fmt == "sympy":
+        return float(module.expr.subs(module.x, 3))
+    if fmt == "torch":
+        import torch
+
+        return float(module.activation(torch.tensor([3.0]))[0])
+    if fmt == "tensorflow":
+        import tensorflow as tf
+
+        return float(module.activation(tf.constant([3.0]))[0])
+    if fmt in ("jax", "flax"):
+        import jax.numpy as jnp
+
+        return float(module.activation(jnp.asarray([3.0]))[0])
+    return float(module.activation(np.asarray([3.0], np.float32))[0])
+
+
+def _only_definitions(source: str) -> None:
+    """The module is its docstring, imports, constants, functions and classes: no statement that does anything."""
+    tree = ast.parse(source)
+    kinds = (ast.Import, ast.ImportFrom, ast.Assign, ast.FunctionDef, ast.ClassDef)
+    assert isinstance(tree.body[0], ast.Expr) and isinstance(tree.body[0].value, ast.Constant)
+    assert all(isinstance(node, kinds) for node in tree.body[1:]), ast.dump(tree)
+    assert not any(isinstance(n, ast.Name) and n.id == "os" for n in ast.walk(tree))
+
+
+@pytest.mark.parametrize("fmt", PYTHON_FORMATS)
+def test_export_of_a_hostile_run_keeps_its_text_in_the_docstring(hostile_run, fmt, tmp_path):
+    source = export.export_source(fmt, run_dir=hostile_run)  # front: x**2, validated in the hostile case
+    _only_definitions(source)
+    module = _load(source, tmp_path / f"hostile_{fmt}.py")
+    assert not (tmp_path / "PWNED").exists()
+    assert _value_at_3(fmt, module) == pytest.approx(9.0)
+    for payload in PAYLOADS:  # shown in the docstring as the file has it
+        assert payload in module.__doc__
+
+
+def _item(rows: list[dict[str, str]]) -> Item:
+    entry = FrontEntry("x*sigmoid(x)", 0.5, 2, None, 1, "f", "t")
+    return Item(parse("x*sigmoid(x)"), 1, entry, "runs/" + HOSTILE, tuple(rows))
+
+
+HOSTILE_ROW = {"activation": "front#1", "source": "front rank 1", "expression": "x*sigmoid(x)",
+               "model": "mlp\n" + HOSTILE + "\nimport os\r\nos.system('touch PWNED')\x00", "dataset": HOSTILE,
+               "seeds": "1000\n\\input{/etc/passwd}", "epochs": "1\u2028import os", "n": "2",
+               "test_accuracy_mean": "0.5", "test_accuracy_std": "", "diff_vs_relu": "0.1", "diff_ci_low": "",
+               "diff_ci_high": "", "wilcoxon_p": ""}
+
+
+def test_every_line_of_a_latex_header_stays_a_comment():
+    item = _item([HOSTILE_ROW])
+    *comments, formula = export.render([item], "latex").rstrip("\n").split("\n")
+    assert all(line.startswith("%") for line in comments), comments
+    assert formula == export_latex.formula(item)
+
+
+@pytest.mark.parametrize("fmt", ["numpy", "sympy"])
+def test_line_breaks_and_escapes_in_a_row_stay_in_the_docstring(fmt, tmp_path, monkeypatch):
+    """Rows an API user hands over directly (no CSV reader between) may hold any character at all."""
+    monkeypatch.chdir(tmp_path)
+    source = export.render([_item([HOSTILE_ROW])], fmt)
+    _only_definitions(source)
+    module = _load(source, tmp_path / f"row_{fmt}.py")
+    assert not (tmp_path / "PWNED").exists()
+    assert "\\input{/etc/passwd}" in module.__doc__ and "touch PWNED" in module.__doc__
+    assert all(not line.startswith(("import", "os.")) for line in module.__doc__.splitlines())

@@ -128,8 +128,15 @@ SAFE_NOTE = (
 )
 
 
+def one_line(text: str) -> str:
+    """``text`` (with names and values read from a run's files) as one line of a comment or docstring: every line
+    break and control character written out as its escape (``\\n``), so nothing it holds starts a line of code."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def header(items: Sequence[Item], target: str, prefix: str = "", note: str = SAFE_NOTE) -> str:
-    """The provenance block: a docstring body (prefix "") or comment lines (prefix "% " or "# ")."""
+    """The provenance block: a docstring body (prefix "") or comment lines (prefix "% " or "# "), each line
+    ``one_line`` (the only place the text of a run's files enters a generated file)."""
     lines = [f"afos activation{'s' if len(items) > 1 else ''} exported for {target}.", ""]
     for item, (fn, _) in zip(items, names(items), strict=True):
         if len(items) > 1:
@@ -137,8 +144,11 @@ def header(items: Sequence[Item], target: str, prefix: str = "", note: str = SAF
         lines.extend(("    " if len(items) > 1 else "") + line for line in item.provenance())
     if note:
         lines += ["", *note.splitlines()]
-    return "\n".join((prefix + line).rstrip() for line in lines) + "\n"
+    return "\n".join((prefix + one_line(line)).rstrip() for line in lines) + "\n"
 
 
 def docstring(items: Sequence[Item], target: str, note: str = SAFE_NOTE) -> str:
-    return '"""' + header(items, target, note=note).replace('"""', '\\"\\"\\"') + '"""\n'
+    """The header as a module docstring that shows it as it is: every backslash and quote escaped, so no text in it
+    ends the string or is read as an escape sequence (``\\N`` would not compile)."""
+    body = header(items, target, note=note).replace("\\", "\\\\").replace('"', '\\"')
+    return '"""' + body + '"""\n'
