@@ -164,7 +164,8 @@ def test_resume_offers_only_what_a_resume_may_change(capsys, tmp_path):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err == ("afos resume: error: --epochs was fixed when the run started; a resume takes only --generations, "
-                   "--ray-address, --workers, --memory, --validate, --trust-run, --trust (start a new search to change the rest)")
+                   "--ray-address, --workers, --memory, --validate, --trust-run, --trust (start a new search to change "
+                   "the rest)")
     assert main(["resume", FIXTURE, "--workers", "2"]) == 2  # a local run is not moved to Ray
     assert "which a resume keeps" in capsys.readouterr().err
 
