@@ -248,3 +248,14 @@ def test_line_breaks_and_escapes_in_a_row_stay_in_the_docstring(fmt, tmp_path, m
     assert not (tmp_path / "PWNED").exists()
     assert "\\input{/etc/passwd}" in module.__doc__ and "touch PWNED" in module.__doc__
     assert all(not line.startswith(("import", "os.")) for line in module.__doc__.splitlines())
+
+
+def test_show_prints_the_validation_heading_read_from_the_file_as_text(hostile_run, capsys):
+    from afos.cli import main
+
+    _rewrite_csv(hostile_run / "validation.csv", lambda row: row.update(seeds="[bold red]1000[/] \x1b[2J"))
+    assert main(["show", str(hostile_run)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "seeds [bold red]1000[/] \\x1b[2J, 1 epoch" in out  # the verdict's heading and the table's title
+    assert "Validated on the test split (seeds [bold red]1000[/]" in out.replace("\n", " ")

@@ -111,7 +111,7 @@ def test_a_current_validation_leads_as_before(tmp_path, capsys, monkeypatch):
     run_dir = _validated(tmp_path)
     _change_front(run_dir, X2, TANH, "sin(x),0.5,9,0.9,4,0123456789abcdef,sin(x),0.01,4")  # below the validated
     out = _show(run_dir, capsys, monkeypatch)
-    assert out.startswith("Verdict on the test split (afos validate: seeds 1000 1001 1002, 1 epochs):")
+    assert out.startswith("Verdict on the test split (afos validate: seeds 1000 1001 1002, 1 epoch):")
     assert "front changed" not in out and "now rank" not in out
     assert "on validation accuracy" not in out  # the search's hint gives way to the verdict of its best
 

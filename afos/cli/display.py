@@ -265,7 +265,7 @@ def anchor_verdict(front: list[FrontEntry], anchors: list[Evaluation], metric: s
             f"{anchor.tree} ({anchor.val_accuracy:.4f}) on {metric}{length}{what}; {then}")
 
 
-def validation_table(rows: list[dict], title: str) -> Table:
+def validation_table(rows: list[dict], title: str | Text) -> Table:
     """Judged validation rows (``afos.study.verdict.judge``) with the p-value the verdict uses, after Holm's
     correction, named as such (the report and exports give the uncorrected one beside it)."""
     table = Table(title=title)
@@ -287,14 +287,15 @@ def _print_verdict(out: Console, rows: list[dict], now: Standing) -> None:
         out.print(printable(headline[0].upper() + headline[1:] + "."), style="bold yellow", markup=False,
                   highlight=False)
     when = "" if now.current else ", of the front it judged then"
-    epochs = plural(int(rows[0]['epochs']), 'epoch')
-    out.print(f"Verdict on the test split (afos validate: seeds {rows[0]['seeds']}, {epochs}{when}):", style="bold")
+    epochs = plural(rows[0]['epochs'], 'epoch')
+    out.print(printable(f"Verdict on the test split (afos validate: seeds {rows[0]['seeds']}, {epochs}{when}):"),
+              style="bold", markup=False, highlight=False)
     for line in verdict_lines(rows, now):
         out.print(f"  {printable(line)}", markup=False, highlight=False)
 
 
 def _validation_title(rows: list[dict], now: Standing) -> str:
-    title = f"Validated on the test split (seeds {rows[0]['seeds']}, {plural(int(rows[0]['epochs']), 'epoch')})"
+    title = f"Validated on the test split (seeds {rows[0]['seeds']}, {plural(rows[0]['epochs'], 'epoch')})"
     if now.current:
         return title
     return f"{title}, before the front changed" if now.state == STALE else f"{title}, perhaps of another front"
@@ -324,7 +325,7 @@ def print_run(run: Run) -> None:
     if predictions is not None:
         out.print(predictions)
     if rows:
-        out.print(validation_table(judge(rows), _validation_title(rows, now)))
+        out.print(validation_table(judge(rows), shown(_validation_title(rows, now))))
     if anchors and (now is None or not now.current):
         metric = "validation accuracy" if names[0] == "val_accuracy" else f"{names[0]} of the validation split"
         then = {} if now is None else {"then": now.headline()}

@@ -99,8 +99,8 @@ def verdict_of(rows: Sequence[dict[str, str]], expression: str, now: Standing | 
         why = now.headline() if now is not None and not now.current else \
             "`afos validate` did not judge this function; run it again with a larger --top"
         return [f"Verdict on the test split: none; {why}"]
-    return [f"Verdict on the test split ({row['model']}/{row['dataset']}, {plural(int(row['n']), 'seed')}, "
-            f"{plural(int(row['epochs']), 'epoch')}): {row['verdict']}" for row in judged if row["verdict"]]
+    return [f"Verdict on the test split ({row['model']}/{row['dataset']}, {plural(row['n'], 'seed')}, "
+            f"{plural(row['epochs'], 'epoch')}): {row['verdict']}" for row in judged if row["verdict"]]
 
 
 def validated_lines(rows: Sequence[dict[str, str]], expression: str) -> list[str]:
@@ -109,7 +109,7 @@ def validated_lines(rows: Sequence[dict[str, str]], expression: str) -> list[str
     lines = []
     for row in judged_rows(judge(rows), expression):
         acc, diff, holm, raw = format_validation_row(row)
-        epochs = plural(int(row['epochs']), 'epoch')
+        epochs = plural(row['epochs'], 'epoch')
         lines.append(f"Test (afos validate, {row['model']}, seeds {row['seeds']}, {epochs}): "
                      f"accuracy {acc}; vs relu {diff} (95% CI), Wilcoxon p = {holm} after Holm ({raw} uncorrected)")
     return lines

@@ -219,7 +219,7 @@ def _verdict_section(report: Report, validation: list[dict[str, str]], now: verd
         headline = now.headline()
         report.text(f"{headline[0].upper()}{headline[1:]}. The verdict below is of the front it judged then.")
     report.text(f"afos validate retrained the front's best and the anchors on fresh seeds "
-                f"({validation[0]['seeds']}) for {plural(int(validation[0]['epochs']), 'epoch')} and scored them "
+                f"({validation[0]['seeds']}) for {plural(validation[0]['epochs'], 'epoch')} and scored them "
                 "on the held-out test split. A verdict uses the Wilcoxon p-value after Holm's correction.")
     for line in verdict.verdict_lines(validation, now):
         report.text(line)

@@ -237,7 +237,7 @@ def verdict_lines(rows: Sequence[dict[str, Any]], now: Standing | None = None) -
                                                           "wilcoxon_p_holm"))
             note = "" if now is None else now.note(r["activation"])
             out.append(f"{r['activation']} {label(r['expression'])}: {r['verdict'].upper()} "
-                       f"({r['model']}/{r['dataset']}, {plural(int(r['n']), 'seed')}: test accuracy {diff:+.4f} vs "
+                       f"({r['model']}/{r['dataset']}, {plural(r['n'], 'seed')}: test accuracy {diff:+.4f} vs "
                        f"relu, 95% CI [{low:+.4f}, {high:+.4f}], Wilcoxon p = {p:.3g} after Holm)"
                        + (f"; {note}" if note else ""))
     return out + [f"warning: {w}" for w in warnings_of(judged)]
