@@ -13,6 +13,7 @@ and the command line prints it as one line (``afos COMMAND: warning: ...``).
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 
@@ -93,3 +94,9 @@ def read_text(path: str | Path, error: type[AfosError]) -> str:
         return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise error(f"{path}: not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x})") from None
+
+
+def command(*words: str | Path) -> str:
+    """An afos command line that a message suggests, each word quoted for the shell where it needs it: a run
+    directory named ``$HOME; rm -rf ~`` is shown as ``'$HOME; rm -rf ~'``, which a copy and paste keeps a path."""
+    return shlex.join(["afos", *map(str, words)])

@@ -14,7 +14,7 @@ from typing import Any
 
 from afos import config as config_lib
 from afos.cli.display import BenchProgress, RichReporter, console, print_calibration, print_run
-from afos.errors import ConfigError, RunError
+from afos.errors import ConfigError, RunError, command
 from afos.run.lock import ignore_sigint
 from afos.run.rundir import Run, new_run_dir
 from afos.study.verdict import cannot_conclude
@@ -122,7 +122,7 @@ def _resumable(run_dir: Path) -> Iterator[None]:
         if str(err) or not Run.exists(run_dir):
             raise
         raise KeyboardInterrupt("stopped by Ctrl-C; every finished evaluation is saved; resume with: "
-                                f"afos resume {run_dir}") from None
+                                f"{command('resume', run_dir)}") from None
 
 
 def cmd_search(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ from typing import Any
 
 from afos import types
 from afos.config import Config
-from afos.errors import RunError, read_text
+from afos.errors import RunError, command, read_text
 from afos.ga import halving
 from afos.run.files import append_jsonl, unused_path, write_text_atomic
 from afos.run.records import ANCHOR_GENERATION, Evaluation
@@ -236,13 +236,14 @@ class Health:
             out.append("problems: the last line was cut off by a kill (a resume redoes it)")
         if self.missing:
             out.append(f"problems: the checkpoint is ahead of the log, which lacks {self.missing}; a resume refuses "
-                       "(put the log back from a backup, or start anew with `afos search --init-from "
-                       f"{self.path}`)")
+                       "(put the log back from a backup, or start anew with "
+                       f"`{command('search', '--init-from', self.path)}`)")
         if self.checkpoint is None and self.checkpoint_note:
             out.append("problems: no checkpoint can be read; `afos resume` rebuilds the search state by replaying "
                        "the log")
         if self.problems or not self.front_ok:
-            out.append(f"repair: `afos check --repair {self.path}` moves the lines it cannot keep into {SET_ASIDE} "
-                       "and rewrites a damaged pareto.csv from the log, after a backup of each; nothing is deleted")
+            out.append(f"repair: `{command('check', '--repair', self.path)}` moves the lines it cannot keep into "
+                       f"{SET_ASIDE} and rewrites a damaged pareto.csv from the log, after a backup of each; nothing "
+                       "is deleted")
         out.append("healthy" if self.healthy else "not healthy")
         return out

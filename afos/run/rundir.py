@@ -33,7 +33,7 @@ from typing import Any
 from afos import config as config_lib
 from afos import plugins, types
 from afos.config import Config
-from afos.errors import AfosError, AfosWarning, RunError, read_text
+from afos.errors import AfosError, AfosWarning, RunError, command, read_text
 from afos.ga import memo
 from afos.ga.front import FrontEntry, ranked
 from afos.run import health
@@ -107,7 +107,7 @@ class Run:
         never overwritten, and another directory's files are never written over or renamed."""
         path = Path(path)
         if (path / CONFIG).exists() or (path / EVALUATIONS).exists():
-            raise RunError(f"{path} already holds a run: `afos resume {path}` continues it, "
+            raise RunError(f"{path} already holds a run: `{command('resume', path)}` continues it, "
                            "or choose another --run-dir")
         if path.exists() and not path.is_dir():
             raise RunError(f"{path} is not a directory: choose another --run-dir")
@@ -166,7 +166,7 @@ class Run:
         if rest:
             kinds = sorted({p.kind for p in rest})
             warnings.warn(f"{self.log}: ignoring {len(rest)} {'/'.join(kinds)} line{'s' if len(rest) > 1 else ''} "
-                          f"({health.summary(rest)}); `afos check --repair {self.path}` moves them aside",
+                          f"({health.summary(rest)}); `{command('check', '--repair', self.path)}` moves them aside",
                           AfosWarning, stacklevel=3)
 
     def append(self, line: Evaluation) -> Evaluation:
@@ -307,8 +307,8 @@ class Run:
         records = self.records()
         blocking = [p for p in self.log_problems() if p.kind in (health.DAMAGED, health.CONFLICT)]
         if blocking:
-            raise RunError(f"{self.log}: {health.summary(blocking)}; `afos check --repair {self.path}` moves "
-                           "them aside (after a backup of the log), then resume")
+            raise RunError(f"{self.log}: {health.summary(blocking)}; `{command('check', '--repair', self.path)}` "
+                           "moves them aside (after a backup of the log), then resume")
         try:
             body = self.checkpoint()
         except RunError as err:
@@ -319,8 +319,8 @@ class Run:
         if missing:
             raise RunError(f"{self.path}: the checkpoint is at generation {body['generation']} but {EVALUATIONS} "
                            f"lacks {missing} (deleted, replaced or cut short?); resuming would lose that history: "
-                           "put the log back, or start anew from its front with `afos search --init-from "
-                           f"{self.path}`")
+                           "put the log back, or start anew from its front with "
+                           f"`{command('search', '--init-from', self.path)}`")
         return body
 
     # --- health -------------------------------------------------------------------------------------
