@@ -338,9 +338,10 @@ def run(config: Config, run_dir: str | Path, reporter: SearchReporter | None = N
     Run.check_free(run_dir)
     reporter.message(start.start_line(config, run_dir))
     with _memory(search.config, run_dir) as memory, _evaluator(search.config, evaluator, reporter) as scorer:
-        run_ = Run.create(run_dir, _decided(search.config))
-        if memory is not None and search.config.search.surrogate != "none":
-            run_.write_prior(memory.prior(run_.config))
+        decided = _decided(search.config)
+        # the prior is part of the start: written with the config, so that a resume always finds it
+        warm = memory is not None and decided.search.surrogate != "none"
+        run_ = Run.create(run_dir, decided, memory.prior(decided) if warm else None)
         search.prior = _examples(run_.prior())
         return _drive(run_, search, search.init(), scorer, reporter, memory)
 
@@ -371,6 +372,7 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
     """
     reporter = reporter or SilentReporter()
     run_ = Run.open(run_dir)
+    run_.check_start()  # every file its start wrote is there
     for what in start.consent(run_, trust_run, given):
         reporter.message(f"importing the run's {what}")
     run_.check_sources(lambda text: reporter.message(f"warning: {text}"))

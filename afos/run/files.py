@@ -1,8 +1,9 @@
 """Durable text files: atomic replacement, appended and fsynced JSON lines, JSON that may be damaged.
 
 What a run or benchmark directory is made of. A crash leaves a file either old or new (``write_text_atomic``),
-a line is on disk before the next one starts (``append_jsonl``), and a line cut off by a kill is dropped
-with a warning instead of stopping the reader (``read_jsonl``). Nothing is ever pickled.
+a new directory either absent or whole (``create_directory``), a line is on disk before the next one starts
+(``append_jsonl``), and a line cut off by a kill is dropped with a warning instead of stopping the reader
+(``read_jsonl``). Nothing is ever pickled.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +34,39 @@ def write_text_atomic(path: Path, text: str) -> None:
             tmp.unlink(missing_ok=True)  # half a file on a full disk: the old one stays as it was
             raise
         os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    _sync_directory(path.parent)
+
+
+def create_directory(path: Path, files: dict[str, str]) -> None:
+    """Makes the directory ``path`` hold ``files`` (name -> text), the last of them written last.
+
+    A directory that does not exist comes into being whole: the files are written into a directory beside it
+    (``.<name>.starting-<pid>-<random>``), which is then renamed into place, so that a kill leaves ``path``
+    either absent or complete (and at worst that hidden directory beside it). An existing empty directory (the
+    caller checked it; it may be a mount point or a link, which a rename would not keep) gets the files in
+    order, so that a kill leaves it without the last file, which is the one that marks it complete.
+    """
+    if path.is_dir():
+        for name, text in files.items():
+            write_text_atomic(path / name, text)
+        return
+    path = Path(os.path.abspath(path))  # a name of its own to write beside ("runs/new/.." has none)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.starting-{os.getpid()}-{secrets.token_hex(4)}")
+    staging.mkdir()
+    try:
+        for name, text in files.items():
+            write_text_atomic(staging / name, text)
+        os.rename(staging, path)  # fails where something took ``path`` meanwhile (but an empty directory)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _sync_directory(path.parent)
+
+
+def _sync_directory(path: Path) -> None:
+    """Makes the names in the directory ``path`` durable (a rename or a new file in it)."""
+    dir_fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:

@@ -12,6 +12,7 @@ still read) holds:
 - ``validation.csv`` and ``validation/`` (a benchmark directory): what ``afos validate`` measured;
 - ``sources.json`` where the run trains the user's own model or data: where each came from (import path,
   distribution and version, file), a record compared when the run goes on, never a reason to import;
+- ``run.json`` (``afos.run.manifest``): the run format and the files the start wrote;
 - ``lock.json`` while a process writes it.
 
 ``Run.open`` checks a directory once and raises ``RunError`` (one line) if it is not a run; the rest reads
@@ -36,9 +37,9 @@ from afos.config import Config
 from afos.errors import AfosError, AfosWarning, RunError, command, read_text
 from afos.ga import memo
 from afos.ga.front import FrontEntry, ranked
-from afos.run import health
+from afos.run import health, manifest
 from afos.run import records as records_lib
-from afos.run.files import append_jsonl, read_jsonl, repair_jsonl, unused_path, write_text_atomic
+from afos.run.files import append_jsonl, create_directory, read_jsonl, repair_jsonl, unused_path, write_text_atomic
 from afos.run.lock import Messenger, run_lock
 from afos.run.records import Evaluation
 from afos.words import plural
@@ -53,8 +54,6 @@ VALIDATION_DIR = "validation"  # its benchmark directory (resumable)
 LOCK = "lock.json"
 SOURCES = "sources.json"  # where the user's own model and data come from (absent: afos's own only)
 PRIOR = "surrogate_prior.jsonl"  # what a fitness memory taught the surrogate when the run started (absent: none)
-CHECKPOINT_FORMAT = "afos-checkpoint"
-CHECKPOINT_VERSION = 1
 
 
 class Run:
@@ -80,20 +79,23 @@ class Run:
         if not path.exists():
             raise RunError(f"{path}: no such directory")
         if not (path / CONFIG).is_file():
-            raise RunError(f"{path} is not an afos run directory (no {CONFIG})")
+            raise RunError(manifest.interrupted(path, CONFIG) if (path / manifest.MANIFEST).exists() else
+                           f"{path} is not an afos run directory (no {CONFIG})")
         return cls(path, *config_lib.load_stored(path / CONFIG))
 
     @classmethod
-    def create(cls, path: str | Path, config: Config) -> Run:
-        """A new run of ``config`` in ``path`` (created); RunError if ``path`` already holds a run."""
+    def create(cls, path: str | Path, config: Config, prior: list[dict[str, Any]] | None = None) -> Run:
+        """A new run of ``config`` in ``path`` (created whole: ``files.create_directory``, ``config.toml`` last);
+        RunError if ``path`` is not free. ``prior``: what a fitness memory teaches its surrogate (None: nothing)."""
         path = Path(path)
         cls.check_free(path)
-        path.mkdir(parents=True, exist_ok=True)
         sources = {kind: plugins.source(kind, getattr(config.fitness, kind)) for kind in plugins.GROUPS}
         sources = {kind: where for kind, where in sources.items() if where}
-        if sources:
-            write_text_atomic(path / SOURCES, json.dumps(sources, indent=1, sort_keys=True))
-        write_text_atomic(path / CONFIG, config_lib.dumps(config))
+        files = {SOURCES: json.dumps(sources, indent=1, sort_keys=True)} if sources else {}
+        if prior is not None:
+            files[PRIOR] = "".join(json.dumps(r, sort_keys=True) + "\n" for r in prior)
+        text = config_lib.dumps(config)
+        create_directory(path, {**files, manifest.MANIFEST: manifest.make(list(files)), CONFIG: text})
         return cls(path, config)
 
     @staticmethod
@@ -109,6 +111,8 @@ class Run:
         if (path / CONFIG).exists() or (path / EVALUATIONS).exists():
             raise RunError(f"{path} already holds a run: `{command('resume', path)}` continues it, "
                            "or choose another --run-dir")
+        if (path / manifest.MANIFEST).exists():
+            raise RunError(manifest.interrupted(path, CONFIG))
         if path.exists() and not path.is_dir():
             raise RunError(f"{path} is not a directory: choose another --run-dir")
         if path.exists() and any(path.iterdir()):
@@ -247,10 +251,11 @@ class Run:
     def prior(self) -> list[dict[str, Any]]:
         """What a fitness memory held for the run's protocol when it started ({expr, gain, value, fingerprint}):
         a resume warms its surrogate with these, whatever the memory holds now."""
-        return read_jsonl(self.path / PRIOR)  # none: []
+        return read_jsonl(self.path / PRIOR)  # none: [] (a run whose start wrote one has it: ``check_start``)
 
-    def write_prior(self, rows: list[dict[str, Any]]) -> None:
-        write_text_atomic(self.path / PRIOR, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    def check_start(self) -> None:
+        """RunError unless the run keeps the files its start wrote (``afos.run.manifest``)."""
+        manifest.check(self.path)
 
     # --- the checkpoint -----------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any] | None:
@@ -264,7 +269,7 @@ class Run:
             if not path.exists():
                 continue
             try:
-                data = _read_checkpoint_file(path)
+                data = manifest.read_checkpoint(path)
             except (ValueError, OSError) as err:
                 errors.append(f"{path.name}: {err}")
                 continue
@@ -289,8 +294,7 @@ class Run:
 
     def write_checkpoint(self, body: dict[str, Any]) -> None:
         """Atomically replaces the checkpoint, keeping the one before it."""
-        payload = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **body}
-        text = json.dumps(payload, sort_keys=True, allow_nan=False)
+        text = manifest.checkpoint_text(body)
         current = self.path / CHECKPOINT
         if current.exists():
             os.replace(current, self.path / PREVIOUS_CHECKPOINT)
@@ -398,10 +402,3 @@ def new_run_dir(root: str | Path = "runs") -> Path:
     return unused_path(Path(root), time.strftime("%Y%m%d-%H%M%S"))
 
 
-def _read_checkpoint_file(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text())
-    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError("not an afos checkpoint")
-    if data.get("version", 0) > CHECKPOINT_VERSION:
-        raise ValueError(f"written by a newer afos (checkpoint version {data['version']})")
-    return {k: v for k, v in data.items() if k not in ("format", "version")}

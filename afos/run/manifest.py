@@ -1,0 +1,84 @@
+"""A run directory's formats: its manifest (``run.json``: its format and the files its start wrote) and its
+checkpoint's envelope.
+
+A new run writes the manifest with the rest of its start, before ``config.toml``, the file that marks a run
+(``Run.create``, ``files.create_directory``: the start comes into being whole or not at all). It holds:
+
+- ``version``: the run format (``RUN_FORMAT``).
+- ``files``: the other files the start wrote that a resume reads (the surrogate's prior, ``sources.json``). A
+  resume refuses a run that lacks one, where reading its absence as "nothing" would change the search.
+
+A run written before manifests existed has none: it opens and resumes as it always did. A checkpoint
+(``checkpoint.json``) is ``{"format": "afos-checkpoint", "version": CHECKPOINT_VERSION, ...its body}``. Nothing
+here imports JAX.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from afos.errors import RunError
+
+MANIFEST = "run.json"
+FORMAT = "afos-run"
+RUN_FORMAT = 2  # the newest run format this afos reads (1: before gain normalisation), and the one it writes
+CHECKPOINT_FORMAT = "afos-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def interrupted(run_dir: Path, config_name: str) -> str:
+    """What a directory holding a start that a kill interrupted (a manifest, no config) says it is."""
+    return (f"{run_dir}: a search's start was interrupted here before it wrote {config_name}, so it holds no run: "
+            "delete the directory and start the search again")
+
+
+def make(files: list[str]) -> str:
+    """The manifest of a new run whose start writes ``files`` (besides the manifest and the config)."""
+    return json.dumps({"format": FORMAT, "version": RUN_FORMAT, "files": sorted(files)}, indent=1,
+                      sort_keys=True) + "\n"
+
+
+def check(run_dir: Path) -> None:
+    """RunError unless the run in ``run_dir`` still has every file its start wrote (a run without a manifest
+    passes: it was written before them)."""
+    manifest = _read(run_dir / MANIFEST)
+    if manifest is None:
+        return
+    missing = [name for name in manifest["files"] if not (run_dir / name).is_file()]
+    if missing:
+        raise RunError(f"{run_dir}: {', '.join(missing)} missing: the run's start wrote it, and a resume without "
+                       "it would not go on as the run began; put it back")
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    """The manifest in ``path`` (None: there is none); RunError where it is damaged."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise RunError(f"{path}: damaged ({err})") from None
+    fields = {"version": int, "files": list}
+    if not isinstance(data, dict) or data.get("format") != FORMAT or \
+            not all(isinstance(data.get(k), t) for k, t in fields.items()) or \
+            not all(isinstance(name, str) and "/" not in name for name in data["files"]):
+        raise RunError(f"{path}: damaged (not an afos run manifest)")
+    return data
+
+
+def checkpoint_text(body: dict[str, Any]) -> str:
+    """The text of a checkpoint of the strategy's ``body`` (``Search.save``)."""
+    return json.dumps({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **body}, sort_keys=True,
+                      allow_nan=False)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The body of the checkpoint in ``path``; ValueError (or OSError) where it cannot be read."""
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError("not an afos checkpoint")
+    if data.get("version", 0) > CHECKPOINT_VERSION:
+        raise ValueError(f"written by a newer afos (checkpoint version {data['version']})")
+    return {k: v for k, v in data.items() if k not in ("format", "version")}
