@@ -1,7 +1,9 @@
-"""A run's start comes into being whole, and a resume goes on with every file the run started with."""
+"""A run's start comes into being whole, and a resume goes on under the settings and files the run started
+with."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -197,6 +199,13 @@ def _resume(run_dir: Path, generations: int = 2) -> None:
     driver.resume(run_dir, generations=generations, evaluator=FakeTraining(), describe=fake_describe)
 
 
+def _edit(run_dir: Path, old: str, new: str) -> None:
+    path = run_dir / rundir.CONFIG
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
 def test_a_missing_prior_stops_a_resume_instead_of_warming_the_surrogate_with_nothing(tmp_path, warm_memory):
     run_dir = tmp_path / "run"
     driver.run(config.override(t._config(seed=11), search={"generations": 0}, evaluator={"memory": warm_memory}),
@@ -205,6 +214,48 @@ def test_a_missing_prior_stops_a_resume_instead_of_warming_the_surrogate_with_no
     (run_dir / rundir.PRIOR).unlink()
     with pytest.raises(RunError, match=f"{rundir.PRIOR} missing: the run's start wrote it"):
         driver.resume(run_dir, generations=1, evaluator=t.ShapeTraining(), describe=t.describe)
+
+
+@pytest.mark.parametrize(("old", "new", "named"), [
+    ("epochs = 1", "epochs = 3", "fitness.epochs is now 3;"),
+    ("learning_rate = 0.001", "learning_rate = 0.01", "fitness.learning_rate is now 0.01;"),
+    ("population = 6", "population = 4", "search.population is now 4;"),
+    ("population = 6", "population = 8", "search.population is now 8;"),
+    ("val_fraction = 0.2\n", "", "fitness.val_fraction was removed;"),
+    ('"erf",\n', "", "space.unary changed;"),
+])
+def test_a_setting_edited_in_config_toml_stops_a_resume_naming_it(tmp_path, old, new, named):
+    run_dir = _small_run(tmp_path / "run")
+    before = (run_dir / rundir.EVALUATIONS).read_text()
+    _edit(run_dir, old, new)
+    with pytest.raises(RunError, match=re.escape(f"config.toml was edited after the run started: {named}")):
+        _resume(run_dir)
+    assert (run_dir / rundir.EVALUATIONS).read_text() == before  # nothing written
+
+
+def test_what_a_resume_may_change_and_what_does_not_matter_are_not_edits(tmp_path):
+    run_dir = _small_run(tmp_path / "run")
+    _edit(run_dir, "generations = 1", "generations = 2")  # how far it goes: free on resume
+    _edit(run_dir, "workers = 0", "workers = 3")  # where the work runs
+    _edit(run_dir, "learning_rate = 0.001", "learning_rate = 1e-3  # the same number")
+    _resume(run_dir)
+    assert max(r.generation for r in Run.open(run_dir).records()) == 2
+
+
+def test_an_old_run_without_a_manifest_resumes_and_an_edited_population_names_the_setting(tmp_path):
+    """A run written before manifests resumes as it did; an edited population is named, not blamed on the log."""
+    run_dir = _small_run(tmp_path / "run")
+    (run_dir / manifest.MANIFEST).unlink()  # as an earlier afos wrote it
+    _edit(run_dir, "population = 6", "population = 8")
+    with pytest.raises(RunError, match=r"search\.population is 8 in its config but the run was written with 6 .*"
+                                       r"put search\.population = 6 back"):
+        _resume(run_dir)
+    _edit(run_dir, "population = 8", "population = 4")
+    with pytest.raises(RunError, match=r"search\.population is 4 in its config but the run was written with 6"):
+        _resume(run_dir)
+    _edit(run_dir, "population = 4", "population = 6")
+    _resume(run_dir)
+    assert max(r.generation for r in Run.open(run_dir).records()) == 2
 
 
 def test_a_damaged_manifest_stops_a_resume(tmp_path):

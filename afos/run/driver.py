@@ -372,7 +372,7 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
     """
     reporter = reporter or SilentReporter()
     run_ = Run.open(run_dir)
-    run_.check_start()  # every file its start wrote is there
+    run_.check_start()  # the files its start wrote and the settings it started with, unchanged
     for what in start.consent(run_, trust_run, given):
         reporter.message(f"importing the run's {what}")
     run_.check_sources(lambda text: reporter.message(f"warning: {text}"))

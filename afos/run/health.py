@@ -119,6 +119,18 @@ def _parse(text: str) -> tuple[Evaluation | None, str]:
         return None, f"is not an evaluation ({err})"
 
 
+def edited_population(config: Config, checkpoint: dict[str, Any] | None) -> str | None:
+    """What a resume says where the population of ``config`` is not the one the run was written with (None: it
+    is): a checkpoint after generation 0 holds exactly a population of survivors (``Search.tell``)."""
+    if not checkpoint or checkpoint.get("generation", 0) <= 0 or not isinstance(checkpoint.get("population"), list):
+        return None
+    written, now = len(checkpoint["population"]), config.search.population
+    if written == now:
+        return None
+    return (f"search.population is {now} in its config but the run was written with {written} (its checkpoint "
+            f"holds {written} individuals): the config was edited; put search.population = {written} back")
+
+
 def missing_history(config: Config, records: Sequence[Evaluation], checkpoint: dict[str, Any] | None) -> str | None:
     """What the log lacks of the history ``checkpoint`` stands on (None: nothing): the individuals of every
     generation before the checkpoint's, the anchors and the population's functions."""

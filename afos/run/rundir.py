@@ -12,7 +12,7 @@ still read) holds:
 - ``validation.csv`` and ``validation/`` (a benchmark directory): what ``afos validate`` measured;
 - ``sources.json`` where the run trains the user's own model or data: where each came from (import path,
   distribution and version, file), a record compared when the run goes on, never a reason to import;
-- ``run.json`` (``afos.run.manifest``): the run format and the files the start wrote;
+- ``run.json`` (``afos.run.manifest``): the run format, a digest of the settings, the files the start wrote;
 - ``lock.json`` while a process writes it.
 
 ``Run.open`` checks a directory once and raises ``RunError`` (one line) if it is not a run; the rest reads
@@ -95,7 +95,7 @@ class Run:
         if prior is not None:
             files[PRIOR] = "".join(json.dumps(r, sort_keys=True) + "\n" for r in prior)
         text = config_lib.dumps(config)
-        create_directory(path, {**files, manifest.MANIFEST: manifest.make(list(files)), CONFIG: text})
+        create_directory(path, {**files, manifest.MANIFEST: manifest.make(text, list(files)), CONFIG: text})
         return cls(path, config)
 
     @staticmethod
@@ -254,8 +254,8 @@ class Run:
         return read_jsonl(self.path / PRIOR)  # none: [] (a run whose start wrote one has it: ``check_start``)
 
     def check_start(self) -> None:
-        """RunError unless the run keeps the files its start wrote (``afos.run.manifest``)."""
-        manifest.check(self.path)
+        """RunError unless the run keeps the files and settings its start wrote (``afos.run.manifest``)."""
+        manifest.check(self.path, self.path / CONFIG)
 
     # --- the checkpoint -----------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any] | None:
@@ -319,6 +319,9 @@ class Run:
             warn(f"{err}; rebuilding the search state by replaying the log from generation 0 (the damaged "
                  "checkpoints are kept as checkpoint*.damaged.json)")
             return None
+        edited = health.edited_population(self.config, body)
+        if edited:
+            raise RunError(f"{self.path}: {edited}")
         missing = health.missing_history(self.config, records, body)
         if missing:
             raise RunError(f"{self.path}: the checkpoint is at generation {body['generation']} but {EVALUATIONS} "
