@@ -1,5 +1,5 @@
-"""A run's start comes into being whole, and a resume goes on under the settings and files the run started
-with."""
+"""A run's start comes into being whole, a resume goes on under the settings and files the run started with,
+and a newer afos's run is refused."""
 
 import json
 import os
@@ -14,7 +14,7 @@ import test_surrogate as t
 from fakes import FakeTraining, fake_describe
 
 from afos import config
-from afos.errors import RunError
+from afos.errors import AfosError, RunError
 from afos.run import driver, manifest, rundir
 from afos.run.rundir import Run
 
@@ -256,6 +256,37 @@ def test_an_old_run_without_a_manifest_resumes_and_an_edited_population_names_th
     _edit(run_dir, "population = 4", "population = 6")
     _resume(run_dir)
     assert max(r.generation for r in Run.open(run_dir).records()) == 2
+
+
+def test_a_checkpoint_of_a_newer_afos_is_refused_and_left_as_it_is(tmp_path, capsys):
+    from afos.cli import main
+
+    run_dir = _small_run(tmp_path / "run")
+    for name in (rundir.CHECKPOINT, rundir.PREVIOUS_CHECKPOINT):
+        data = json.loads((run_dir / name).read_text())
+        (run_dir / name).write_text(json.dumps({**data, "version": 7}))
+    files = sorted(p.name for p in run_dir.iterdir())
+    with pytest.raises(manifest.NewerFormatError, match=r"checkpoint\.json: written by a newer afos \(format 7\)"):
+        _resume(run_dir)
+    assert sorted(p.name for p in run_dir.iterdir()) == files  # nothing renamed aside, no lock left behind
+    assert json.loads((run_dir / rundir.CHECKPOINT).read_text())["version"] == 7
+    assert main(["check", str(run_dir)]) == 2
+    assert "checkpoint.json: written by a newer afos (format 7)" in capsys.readouterr().err
+
+
+def test_a_run_directory_of_a_newer_afos_is_refused_by_every_command(tmp_path, capsys):
+    from afos.cli import main
+
+    run_dir = _small_run(tmp_path / "run")
+    data = json.loads((run_dir / manifest.MANIFEST).read_text())
+    (run_dir / manifest.MANIFEST).write_text(json.dumps({**data, "version": manifest.RUN_FORMAT + 1}))
+    for args in (["show"], ["check"], ["export", "--format", "numpy"], ["resume"]):
+        assert main([args[0], str(run_dir), *args[1:]]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.endswith(f"{run_dir}: written by a newer afos (format {manifest.RUN_FORMAT + 1}); upgrade afos "
+                            "to use it") and "\n" not in err, err
+    with pytest.raises(AfosError, match="newer afos"):
+        Run.open(run_dir)
 
 
 def test_a_damaged_manifest_stops_a_resume(tmp_path):

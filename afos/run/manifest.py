@@ -4,7 +4,8 @@ start wrote) and its checkpoint's envelope.
 A new run writes it with the rest of its start, before ``config.toml``, the file that marks a run
 (``Run.create``, ``files.create_directory``: the start comes into being whole or not at all). It holds:
 
-- ``version``: the run format (``RUN_FORMAT``).
+- ``version``: the run format (``RUN_FORMAT``). A directory of a later format was written by a newer afos; it
+  is refused whole (``NewerFormatError``), never read with another meaning nor repaired.
 - ``settings``: a digest of every setting of ``config.toml`` except those a resume may change
   (``config.FREE_ON_RESUME``), and ``digest``, one of them all. A resume refuses a ``config.toml`` edited
   since the start, naming the settings that changed: going on would mix two protocols in one log.
@@ -12,8 +13,8 @@ A new run writes it with the rest of its start, before ``config.toml``, the file
   resume refuses a run that lacks one, where reading its absence as "nothing" would change the search.
 
 A run written before manifests existed has none: it opens and resumes as it always did. A checkpoint
-(``checkpoint.json``) is ``{"format": "afos-checkpoint", "version": CHECKPOINT_VERSION, ...its body}``. Nothing
-here imports JAX.
+(``checkpoint.json``) is ``{"format": "afos-checkpoint", "version": CHECKPOINT_VERSION, ...its body}``; one of a
+later version is refused the same way, never set aside as damaged. Nothing here imports JAX.
 """
 
 from __future__ import annotations
@@ -25,13 +26,23 @@ from pathlib import Path
 from typing import Any
 
 from afos import config as config_lib
-from afos.errors import RunError
+from afos.errors import AfosError, RunError
 
 MANIFEST = "run.json"
 FORMAT = "afos-run"
 RUN_FORMAT = 2  # the newest run format this afos reads (1: before gain normalisation), and the one it writes
 CHECKPOINT_FORMAT = "afos-checkpoint"
 CHECKPOINT_VERSION = 1
+
+
+class NewerFormatError(AfosError):
+    """A run directory or checkpoint written by a newer afos: refused, never read with another meaning. Not a
+    ``RunError``, so that what works around a damaged run (a damaged checkpoint set aside, the state rebuilt
+    from the log) never catches it."""
+
+
+def newer(path: Path, version: int) -> NewerFormatError:
+    return NewerFormatError(f"{path}: written by a newer afos (format {version}); upgrade afos to use it")
 
 
 def interrupted(run_dir: Path, config_name: str) -> str:
@@ -45,6 +56,23 @@ def make(config_text: str, files: list[str]) -> str:
     keys = _digests(_settings(config_text))
     return json.dumps({"format": FORMAT, "version": RUN_FORMAT, "digest": _digest(keys), "settings": keys,
                        "files": sorted(files)}, indent=1, sort_keys=True) + "\n"
+
+
+def version(run_dir: Path) -> int | None:
+    """The run format the manifest in ``run_dir`` declares (None: it has none, or none that can be read)."""
+    try:
+        data = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    number = data.get("version") if isinstance(data, dict) and data.get("format") == FORMAT else None
+    return number if isinstance(number, int) and not isinstance(number, bool) else None
+
+
+def check_format(run_dir: Path) -> None:
+    """NewerFormatError where ``run_dir`` was written by a newer afos (a run format above ``RUN_FORMAT``)."""
+    number = version(run_dir)
+    if number is not None and number > RUN_FORMAT:
+        raise newer(run_dir, number)
 
 
 def check(run_dir: Path, config_path: Path) -> None:
@@ -81,6 +109,8 @@ def _read(path: Path) -> dict[str, Any] | None:
             not all(isinstance(data.get(k), t) for k, t in fields.items()) or \
             not all(isinstance(name, str) and "/" not in name for name in data["files"]):
         raise RunError(f"{path}: damaged (not an afos run manifest)")
+    if data["version"] > RUN_FORMAT:
+        raise newer(path.parent, data["version"])
     return data
 
 
@@ -120,10 +150,12 @@ def checkpoint_text(body: dict[str, Any]) -> str:
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The body of the checkpoint in ``path``; ValueError (or OSError) where it cannot be read."""
+    """The body of the checkpoint in ``path``; ValueError (or OSError) where it is damaged, NewerFormatError
+    where a newer afos wrote it."""
     data = json.loads(path.read_text())
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise ValueError("not an afos checkpoint")
-    if data.get("version", 0) > CHECKPOINT_VERSION:
-        raise ValueError(f"written by a newer afos (checkpoint version {data['version']})")
+    number = data.get("version", 0)
+    if isinstance(number, int) and number > CHECKPOINT_VERSION:
+        raise newer(path, number)  # its body means what this afos cannot know
     return {k: v for k, v in data.items() if k not in ("format", "version")}

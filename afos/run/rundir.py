@@ -78,6 +78,7 @@ class Run:
         path = Path(path)
         if not path.exists():
             raise RunError(f"{path}: no such directory")
+        manifest.check_format(path)  # a newer afos's run: refused before its config is read
         if not (path / CONFIG).is_file():
             raise RunError(manifest.interrupted(path, CONFIG) if (path / manifest.MANIFEST).exists() else
                            f"{path} is not an afos run directory (no {CONFIG})")
@@ -260,7 +261,8 @@ class Run:
     # --- the checkpoint -----------------------------------------------------------------------------
     def checkpoint(self) -> dict[str, Any] | None:
         """The newest readable checkpoint's body (None: there is none yet); falls back to the previous one
-        with a warning, and raises RunError if neither can be read."""
+        with a warning, and raises RunError if neither can be read (``manifest.NewerFormatError`` at once where
+        a newer afos wrote one: refused, never set aside)."""
         current, previous = self.path / CHECKPOINT, self.path / PREVIOUS_CHECKPOINT
         if not current.exists() and not previous.exists():
             return None
