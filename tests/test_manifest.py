@@ -233,6 +233,16 @@ def test_a_setting_edited_in_config_toml_stops_a_resume_naming_it(tmp_path, old,
     assert (run_dir / rundir.EVALUATIONS).read_text() == before  # nothing written
 
 
+def test_a_setting_edited_in_config_toml_stops_a_validation_too(tmp_path):
+    from afos.study import validate
+
+    run_dir = _small_run(tmp_path / "run")
+    _edit(run_dir, "epochs = 1", "epochs = 3")
+    with pytest.raises(RunError, match=re.escape("config.toml was edited after the run started: fitness.epochs")):
+        validate.validate(run_dir, top=1, seeds=2)
+    assert not (run_dir / rundir.VALIDATION).exists() and not (run_dir / "validation").exists()
+
+
 def test_what_a_resume_may_change_and_what_does_not_matter_are_not_edits(tmp_path):
     run_dir = _small_run(tmp_path / "run")
     _edit(run_dir, "generations = 1", "generations = 2")  # how far it goes: free on resume

@@ -1,19 +1,17 @@
 """The search driver: ask -> evaluate -> tell -> persist, in a run directory, resumable at any point.
 
-The run directory is the source of truth. Every finished evaluation is appended to the log (fsynced)
-before the next one starts; the checkpoint is replaced atomically at every generation boundary. Resuming
-restores the checkpoint of the generation in progress, asks the same individuals again (the RNG state is
-in the checkpoint) and answers what the log already holds without training (``pools.Replay``); the log's
-lines win over anything recomputed (``Run.append``), so a run stopped at any point ends exactly as if it
-had never stopped. With a fitness memory (``afos.run.memory``), a generation's new functions that a run
-measured before under the same protocol are taken from it (``pools.Remembering``, lines ``cached``); the log
-still answers first.
+The run directory is the source of truth. Every finished evaluation is appended to the log (fsynced) before the next
+one starts; the checkpoint is replaced atomically at every generation boundary. Resuming restores the checkpoint of
+the generation in progress, asks the same individuals again (the RNG state is in the checkpoint) and answers what
+the log already holds without training (``pools.Replay``); the log's lines win over anything recomputed
+(``Run.append``), so a run stopped at any point ends exactly as if it had never stopped. With a fitness memory
+(``afos.run.memory``), a generation's new functions that a run measured before under the same protocol are taken
+from it (``pools.Remembering``, lines ``cached``); the log still answers first.
 
-Besides one line per individual (``(generation, index)``), a run writes the anchors (standard activations
-scored once per rung, generation -1, status ``anchor``) and, after a generation's individuals (indices from
-the population size on), the promotions of successive halving (status ``promoted``) and the re-scorings of
-racing (status ``rescored``). All are decided from the state alone, so resuming reuses them like any other
-line.
+Besides one line per individual (``(generation, index)``), a run writes the anchors (standard activations scored
+once per rung, generation -1, status ``anchor``) and, after a generation's individuals (indices from the population
+size on), the promotions of successive halving (status ``promoted``) and the re-scorings of racing (status
+``rescored``). All are decided from the state alone, so resuming reuses them like any other line.
 """
 
 from __future__ import annotations
@@ -368,14 +366,12 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
 
     ``config``, if given, must equal the stored one except for what a resume may change
     (``config.FREE_ON_RESUME``: the generations, and where the work runs). The user's code the run names is
-    imported only with ``trust_run`` or where ``given`` names it again (``start.consent``).
+    imported only with ``trust_run`` or where ``given`` names it again (``start.reopen``).
     """
     reporter = reporter or SilentReporter()
     run_ = Run.open(run_dir)
-    run_.check_start()  # the files its start wrote and the settings it started with, unchanged
-    for what in start.consent(run_, trust_run, given):
+    for what in start.reopen(run_, lambda text: reporter.message(f"warning: {text}"), trust_run, given):
         reporter.message(f"importing the run's {what}")
-    run_.check_sources(lambda text: reporter.message(f"warning: {text}"))
     stored = run_.config
     if config is not None:
         diff = config_lib.differences(stored, config.resolved())

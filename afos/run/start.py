@@ -142,6 +142,17 @@ def start_line(config: Config, run_dir) -> str:
 
 
 # --- a run opened again -------------------------------------------------------------------------------
+def reopen(run: Run, warn: Callable[[str], None], trust_run: bool = False, given: Mapping[str, str] | None = None,
+           skip: Collection[str] = ()) -> list[str]:
+    """What opening a run again to train checks first (a resume, a validation): every file its start wrote is there
+    and its settings are as it started (``Run.check_start``), the user's code it names is imported only with
+    consent (``consent``, whose descriptions it returns), and ``warn`` hears of a package at another version."""
+    run.check_start()
+    imported = consent(run, trust_run, given, skip)
+    run.check_sources(warn)
+    return imported
+
+
 def consent(run: Run, trust_run: bool = False, given: Mapping[str, str] | None = None,
             skip: Collection[str] = ()) -> list[str]:
     """Imports the user's code that ``run``'s config names (its objective, or its model and dataset, less the

@@ -134,8 +134,8 @@ def validate(run_dir: str | Path | Run, top: int | None = None, seeds: int | Non
     writes ``validation.csv``; returns its rows. The user's code the run names is imported only with
     ``trust_run`` or where ``given`` (kind -> name) names it again (``consent``)."""
     run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
-    consent(run, models, trust_run, given)
-    run.check_sources(lambda text: warnings.warn(text, AfosWarning, stacklevel=2))
+    start.reopen(run, lambda text: warnings.warn(text, AfosWarning, stacklevel=2), trust_run, given,
+                 skip=("model",) if models else ())
     compile_cache.enable(run.config.evaluator.compilation_cache)
     spec = validation_spec(run, top, seeds, epochs, models)
     records = runner.run(spec, run.validation_dir, reporter)
