@@ -10,6 +10,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 # NSGA-II objectives, in order: maximise validation accuracy, minimise complexity.
 OBJECTIVES: tuple[str, ...] = ("val_accuracy", "complexity")
@@ -116,6 +117,97 @@ def _std(values: Sequence[float]) -> float | None:
         return None
     mean = math.fsum(values) / len(values)
     return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+# --- values read back from a file -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values afos writes for one field: numbers of ``kind`` (``int``, or ``float``, which takes an int too)
+    from ``low`` to ``high``, ``low`` itself excluded where ``above``. A bool is no number, nor is text; NaN and
+    the infinities are never written (a failure has no value: None)."""
+
+    kind: type
+    low: float = -math.inf
+    high: float = math.inf
+    above: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not in the range, in words after it (None: it is)."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            kind = {bool: "a bool", str: "text", type(None): "null"}.get(type(value), type(value).__name__)
+            return f"is {kind}, not a number"
+        if self.kind is int and not isinstance(value, int):
+            return "is not an integer"
+        if isinstance(value, float) and not math.isfinite(value):
+            return "is not a finite number"
+        if value < self.low or value > self.high or (self.above and value == self.low):
+            if self.high == math.inf:
+                return f"is {'not above' if self.above else 'below'} {self.low:g}"
+            return f"is outside [{self.low:g}, {self.high:g}]"
+        return None
+
+
+ACCURACY = Range(float, 0.0, 1.0)
+# Every value a fitness memory, a line of the log or a row of the front may hold, by field name. The accuracy
+# is an accuracy, or a user's objective's score ranked into [0, 1] (``afos.fitness.own``); the loss is a
+# cross-entropy, or an objective's loss (direction min), both >= 0, or its score (direction max: in [0, 1]).
+VALUES: dict[str, Range] = {
+    "val_accuracy": ACCURACY,
+    "seed_accuracies": ACCURACY,  # each
+    "val_accuracy_std": ACCURACY,
+    "val_loss": Range(float, 0.0),
+    "seconds": Range(float, 0.0),
+    "predicted": Range(float),  # a surrogate's regression: any real number
+    "gain": Range(float, 0.0, above=True),
+    "generation": Range(int, -1),  # -1: the anchors
+    "index": Range(int, 0),
+    "complexity": Range(int, 0),
+    "seeds": Range(int, 0),  # 0: a line without a fitness
+    "epochs": Range(int, 1),
+}
+MAY_BE_NONE = ("val_accuracy", "val_loss", "val_accuracy_std", "gain", "epochs", "predicted")
+
+
+def value_problem(name: str, value: Any, fitness: Any = None) -> str | None:
+    """Why ``value``, read from a file as the field ``name`` (of ``VALUES``), is not a value afos writes there:
+    one phrase naming the field and the value (None: it is one). The one judge of a value read back from the
+    fitness memory, the log and ``pareto.csv``.
+
+    Args:
+        name: the field.
+        value: as read (a JSON value, or a number parsed from a CSV cell).
+        fitness: the run's fitness settings (``afos.config.FitnessSettings``), whose objective's direction
+            decides the loss's range; None: the widest range of any direction.
+    """
+    if value is None and name in MAY_BE_NONE:
+        return None
+    rule = VALUES[name]
+    if name == "val_loss" and fitness is not None and fitness.objective and fitness.direction == "max":
+        rule = ACCURACY  # the objective's score itself
+    why = rule.problem(value)
+    if why is None:
+        return None
+    shown = repr(value)
+    return f"{name} {shown if len(shown) <= 40 else shown[:37] + '...'} {why}"
+
+
+def fitness_problem(fit: Fitness, fitness: Any = None) -> str | None:
+    """Why ``fit``, a measurement read back from a file (a fitness memory's), is not one afos writes (None: it
+    is one): status ok with an accuracy or failed without one, a text or no reason, every value in its range
+    (``value_problem``; ``fitness``: the settings it was measured under)."""
+    if fit.status not in (OK, FAILED):
+        return f"status {fit.status!r} is not {OK!r} or {FAILED!r}"
+    if (fit.status == OK) != (fit.val_accuracy is not None):
+        return f"a fitness of status {fit.status} {'without' if fit.status == OK else 'with'} val_accuracy"
+    if fit.reason is not None and not isinstance(fit.reason, str):
+        return f"reason {fit.reason!r} is not text"
+    if not isinstance(fit.seed_accuracies, tuple):
+        return f"seed_accuracies {fit.seed_accuracies!r} is not a list"
+    values = [("val_accuracy", fit.val_accuracy), ("val_loss", fit.val_loss), ("seconds", fit.seconds),
+              ("val_accuracy_std", fit.val_accuracy_std)] + [("seed_accuracies", a) for a in fit.seed_accuracies]
+    return next((why for name, value in values if (why := value_problem(name, value, fitness))), None)
 
 
 def metric_names(fitness) -> tuple[str, str]:

@@ -158,7 +158,7 @@ class Remembering:
         settings = protocol_settings(self.fitness, seeds, epochs)
         protocol, rest = key_of(settings), []
         for i, c in enumerate(candidates):
-            known = self.memory.get(protocol, c.fingerprint)
+            known = self.memory.get(protocol, c.fingerprint, self.fitness)
             if known is None:
                 rest.append(i)
             else:

@@ -266,7 +266,7 @@ def _drive(run: Run, search: Search, state: SearchState, evaluator: Evaluator,
         run.ensure_checkpoint(search.save(state))
         loop = _Loop(run, search, evaluator, reporter, stop, memory)
         if memory is not None:
-            known = len(memory.entries(run_protocol(run.config)))
+            known = len(memory.entries(run_protocol(run.config), run.config.fitness))
             reporter.message(f"fitness memory {memory.path}: {known} function(s) known under this run's protocol")
         try:
             loop.anchors()

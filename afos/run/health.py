@@ -2,8 +2,9 @@
 
 The log (``evaluations.jsonl``) is the source of truth, so it is checked whenever a run is opened:
 
-- every line must parse as an evaluation (JSON with the fields of ``records.Evaluation``); a line that does
-  not is *damaged*;
+- every line must parse as an evaluation (JSON with the fields of ``records.Evaluation``, each value one afos
+  writes there: ``types.value_problem``, an accuracy in [0, 1], a complexity a non-negative integer, ...); a
+  line that does not is *damaged*, and nothing it holds is believed;
 - a line is identified by ``(generation, index)``: a second line for it with the same function (``key``) is
   a *duplicate*, one with another function or status a *conflict*. The first line wins, as it did for the
   process that wrote them (``Run.append`` returns the recorded line);
@@ -68,8 +69,9 @@ class LogRead:
         return [p for p in self.problems if p.kind in kinds]
 
 
-def read_log(path: Path) -> LogRead:
-    """Every line of the log at ``path`` checked (an absent log reads as empty)."""
+def read_log(path: Path, fitness: Any = None) -> LogRead:
+    """Every line of the log at ``path`` checked (an absent log reads as empty), its values as a run of fitness
+    settings ``fitness`` writes them (``Evaluation.problem``; None: any settings)."""
     out = LogRead()
     if not path.exists():
         return out
@@ -78,7 +80,7 @@ def read_log(path: Path) -> LogRead:
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
-        record, why = _parse(text)
+        record, why = _parse(text, fitness)
         if record is None:
             cut = number == len(lines)  # no newline after it: the write was cut off
             out.problems.append(Problem(number, TRUNCATED if cut else DAMAGED, text,
@@ -101,7 +103,7 @@ def read_log(path: Path) -> LogRead:
     return out
 
 
-def _parse(text: str) -> tuple[Evaluation | None, str]:
+def _parse(text: str, fitness: Any) -> tuple[Evaluation | None, str]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
@@ -114,9 +116,11 @@ def _parse(text: str) -> tuple[Evaluation | None, str]:
     if data["status"] not in types.STATUSES:
         return None, f"has an unknown status {data['status']!r}"
     try:
-        return Evaluation.from_json(data), ""
+        record = Evaluation.from_json(data)
     except (TypeError, ValueError) as err:
         return None, f"is not an evaluation ({err})"
+    why = record.problem(fitness)
+    return (None, f"holds a value afos never writes ({why})") if why else (record, "")
 
 
 def edited_population(config: Config, checkpoint: dict[str, Any] | None) -> str | None:
@@ -147,7 +151,7 @@ def missing_history(config: Config, records: Sequence[Evaluation], checkpoint: d
     short = [g for g in range(upto) if not set(range(population)) <= have.get(g, set())]
     if short:
         lines = sum(len(set(range(population)) - have.get(g, set())) for g in short)
-        gaps.append(f"{lines} lines of generation{'s' if len(short) > 1 else ''} {_span(short)}")
+        gaps.append(f"{count_lines(lines)} of generation{'s' if len(short) > 1 else ''} {_span(short)}")
     trees = {r.tree for r in records if r.generation < upto}
     lost = [item["tree"] for item in checkpoint.get("population", []) if item.get("tree") not in trees]
     if lost and not gaps:

@@ -99,10 +99,26 @@ def _to_json(fit: Fitness) -> str:
                        "seed_accuracies": [float(a) for a in fit.seed_accuracies]})
 
 
-def _from_json(text: str) -> Fitness:
-    d = json.loads(text)
-    return Fitness(d["status"], d["val_accuracy"], d["val_loss"], d["reason"], d["seconds"], d["val_accuracy_std"],
-                   tuple(d["seed_accuracies"]))
+_KEYS = ("status", "val_accuracy", "val_loss", "reason", "seconds", "val_accuracy_std", "seed_accuracies")
+
+
+def _from_json(text: Any, fitness: FitnessSettings | None) -> Fitness:
+    """The fitness a row holds, measured under ``fitness`` (None: any settings); ValueError (why, in words) where
+    it is not one afos writes (``types.fitness_problem``): another program's row is never believed."""
+    if not isinstance(text, str):
+        raise ValueError(f"its fitness is {type(text).__name__}, not text")
+    try:
+        d = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValueError("its fitness is not valid JSON") from None
+    if not isinstance(d, dict) or set(d) != set(_KEYS):
+        raise ValueError(f"its fitness is not an object of {', '.join(_KEYS)}")
+    accuracies = d["seed_accuracies"]
+    fit = Fitness(*(d[k] for k in _KEYS[:-1]), tuple(accuracies) if isinstance(accuracies, list) else accuracies)
+    why = types.fitness_problem(fit, fitness)
+    if why:
+        raise ValueError(why)
+    return fit
 
 
 def _damaged(path: Path, detail: str) -> str:
@@ -135,6 +151,7 @@ class FitnessMemory:
 
     def __init__(self, path: str | Path, run: str = ""):
         self.path, self.run = Path(path), run
+        self._ignored: set[tuple[str, Any]] = set()  # the rows warned of (``_entry``): once each
         try:
             self.db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
         except sqlite3.Error as err:
@@ -195,11 +212,31 @@ class FitnessMemory:
             lines = [line for row in rows for line in row.splitlines() if not line.startswith("***")]
             raise ConfigError(_damaged(self.path, lines[0] if lines else "quick_check failed"))
 
-    def get(self, protocol: str, fingerprint: str) -> Fitness | None:
-        """The fitness remembered for the function ``fingerprint`` under ``protocol`` (status ok or failed)."""
-        row = self.db.execute("SELECT fitness FROM fitness WHERE protocol = ? AND fingerprint = ?",
+    def get(self, protocol: str, fingerprint: str, fitness: FitnessSettings | None = None) -> Fitness | None:
+        """The fitness remembered for the function ``fingerprint`` under ``protocol`` (status ok or failed), whose
+        settings are ``fitness`` (None: any); None where there is none, or where the row holds what afos does not
+        write (``_from_json``: a warning naming the file and the row, and the function is trained again)."""
+        row = self.db.execute("SELECT expr, gain, fitness FROM fitness WHERE protocol = ? AND fingerprint = ?",
                               (protocol, fingerprint)).fetchone()
-        return None if row is None else _from_json(row[0])
+        return None if row is None else self._entry(protocol, fingerprint, *row, fitness)
+
+    def _entry(self, protocol: str, fingerprint: Any, expr: Any, gain: Any, text: Any,
+               fitness: FitnessSettings | None) -> Fitness | None:
+        """The fitness of a row, checked; None, with one warning per row, where it cannot be believed."""
+        try:
+            if not isinstance(fingerprint, str) or not isinstance(expr, str):
+                raise ValueError("its fingerprint or expression is not text")
+            why = types.value_problem("gain", gain)
+            if why:
+                raise ValueError(why)
+            return _from_json(text, fitness)
+        except ValueError as err:
+            if (protocol, fingerprint) not in self._ignored:
+                self._ignored.add((protocol, fingerprint))
+                warnings.warn(f"{self.path}: ignoring the row of fingerprint {fingerprint!r} (protocol "
+                              f"{protocol[:12]}, {str(expr)[:60]!r}): {err}; the function is trained instead",
+                              AfosWarning, stacklevel=3)
+            return None
 
     def put(self, protocol: str, fingerprint: str, expr: str, gain: float | None, fit: Fitness,
             settings: dict | None = None) -> None:
@@ -226,16 +263,19 @@ class FitnessMemory:
         except sqlite3.Error as err:
             warnings.warn(f"{self.path}: could not remember {expr} ({err})", AfosWarning, stacklevel=2)
 
-    def entries(self, protocol: str) -> list[Entry]:
-        """Every function remembered under ``protocol``, in the order they were written."""
+    def entries(self, protocol: str, fitness: FitnessSettings | None = None) -> list[Entry]:
+        """Every function remembered under ``protocol`` (of settings ``fitness``; None: any), in the order they
+        were written; a row that cannot be believed is left out with a warning (``get``)."""
         rows = self.db.execute("SELECT fingerprint, expr, gain, fitness FROM fitness WHERE protocol = ? "
-                               "ORDER BY written, rowid", (protocol,))
-        return [Entry(fp, expr, gain, _from_json(fit)) for fp, expr, gain, fit in rows]
+                               "ORDER BY written, rowid", (protocol,)).fetchall()
+        entries = [(fp, expr, gain, self._entry(protocol, fp, expr, gain, fit, fitness))
+                   for fp, expr, gain, fit in rows]
+        return [Entry(fp, expr, gain, fit) for fp, expr, gain, fit in entries if fit is not None]
 
     def prior(self, config: Config) -> list[dict[str, Any]]:
         """What the memory holds for a run of ``config`` (its search's own training on its fitness seeds), as
         a surrogate learns it: {expr, gain, value, fingerprint}, in the order written."""
-        entries = self.entries(run_protocol(config))
+        entries = self.entries(run_protocol(config), config.fitness)
         return [{"expr": e.expr, "gain": e.gain, "value": surrogate.target(e.fitness), "fingerprint": e.fingerprint}
                 for e in entries]
 

@@ -12,14 +12,19 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 from afos import types
+from afos.errors import RunError, read_text
 from afos.expr import Candidate
 from afos.ga.front import FrontEntry
+from afos.run.files import read_jsonl
 from afos.types import Fitness
 
 ANCHOR_GENERATION = -1  # the generation of anchor lines (status types.ANCHOR)
+_NUMBERS = ("generation", "index", "complexity", "val_accuracy", "val_loss", "val_accuracy_std", "seeds", "seconds",
+            "gain", "epochs", "predicted")  # the numbers of a line, each checked by types.value_problem
 
 
 @dataclass(frozen=True)
@@ -84,9 +89,24 @@ class Evaluation:
     def from_json(cls, data: dict[str, Any]) -> Evaluation:
         """A line as read from the log (lines of older runs may lack the multi-seed fields)."""
         values = {f.name: data.get(f.name) for f in fields(cls)}
-        values["seed_accuracies"] = tuple(data.get("seed_accuracies") or ())
+        accuracies = data.get("seed_accuracies") or []
+        if not isinstance(accuracies, list):
+            raise ValueError(f"seed_accuracies is {type(accuracies).__name__}, not a list")
+        values["seed_accuracies"] = tuple(accuracies)
         values["seeds"] = data.get("seeds", 1)
         return cls(**values)
+
+    def problem(self, fitness: Any = None) -> str | None:
+        """Why this line, as read from a log, holds what afos does not write (None: nothing): a text field that
+        is not text, a value out of its range (``types.value_problem``; ``fitness``: the run's settings)."""
+        for name in ("tree", "expr", "key", "fingerprint", "status"):
+            if not isinstance(getattr(self, name), str):
+                return f"{name} {getattr(self, name)!r} is not text"
+        if self.reason is not None and not isinstance(self.reason, str):
+            return f"reason {self.reason!r} is not text"
+        values = [(name, getattr(self, name)) for name in _NUMBERS] + [("seed_accuracies", a)
+                                                                        for a in self.seed_accuracies]
+        return next((why for name, value in values if (why := types.value_problem(name, value, fitness))), None)
 
     def to_json(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -132,17 +152,78 @@ def pareto_csv(front: Sequence[FrontEntry]) -> str:
     return buf.getvalue()
 
 
-def _number(text: str | None, kind=float):
-    return kind(text) if text else None
+_FRONT_NUMBERS = {"val_accuracy": float, "complexity": int, "val_loss": float, "generation": int,
+                  "val_accuracy_std": float, "seeds": int, "gain": float, "epochs": int}
+_FRONT_NEEDS = ("val_accuracy", "complexity", "generation")  # every row has them; the others may be empty
 
 
-def front_from_csv(text: str) -> list[FrontEntry]:
-    return [
-        FrontEntry(r["expression"], float(r["val_accuracy"]), int(r["complexity"]), _number(r["val_loss"]),
-                   int(r["generation"]), r["fingerprint"], r["tree"], _number(r.get("val_accuracy_std")),
-                   int(r.get("seeds") or 1), _number(r.get("gain")), _number(r.get("epochs"), int))
-        for r in csv.DictReader(text.splitlines())
-    ]
+def read_front(path: Path, fitness: Any = None) -> list[FrontEntry]:
+    """The rows of the ``pareto.csv`` at ``path`` (none: []), checked (``front_from_csv``)."""
+    return front_from_csv(read_text(path, RunError), fitness) if path.exists() else []
+
+
+def front_from_csv(text: str, fitness: Any = None) -> list[FrontEntry]:
+    """The rows of ``pareto.csv``; ValueError (naming the line and the value) where a row holds what afos does
+    not write (``types.value_problem``; ``fitness``: the run's settings), KeyError where a column is missing."""
+    reader, front = csv.DictReader(text.splitlines()), []
+    for row in reader:
+        try:
+            front.append(_front_entry(row, fitness))
+        except ValueError as err:
+            raise ValueError(f"line {reader.line_num}: {err}") from None
+    return front
+
+
+def _front_entry(row: dict[str, str | None], fitness: Any) -> FrontEntry:
+    texts = [row["expression"], row["fingerprint"], row["tree"]]
+    if any(t is None for t in texts):
+        raise ValueError("the row is short")
+    numbers = {name: _front_number(row, name, kind, fitness) for name, kind in _FRONT_NUMBERS.items()}
+    return FrontEntry(texts[0], numbers["val_accuracy"], numbers["complexity"], numbers["val_loss"],
+                      numbers["generation"], texts[1], texts[2], numbers["val_accuracy_std"],
+                      1 if numbers["seeds"] is None else numbers["seeds"],
+                      numbers["gain"], numbers["epochs"])
+
+
+def _front_number(row: dict[str, str | None], name: str, kind: type, fitness: Any) -> float | int | None:
+    """The cell ``name`` of a front row as a number of ``kind``, checked (an empty or absent cell: None)."""
+    text = row.get(name)
+    if not text:
+        if name in _FRONT_NEEDS:
+            raise ValueError(f"{name} is empty")
+        return None
+    try:
+        value = kind(text)
+    except ValueError:
+        raise ValueError(f"{name} {text[:40]!r} is not {'an integer' if kind is int else 'a number'}") from None
+    why = types.value_problem(name, value, fitness)
+    if why:
+        raise ValueError(why)
+    return value
+
+
+# --- surrogate_prior.jsonl ------------------------------------------------------------------------------
+
+
+def read_prior(path: Path) -> list[dict[str, Any]]:
+    """The rows of a run's ``surrogate_prior.jsonl`` at ``path`` (none: []); RunError naming the file where a row
+    holds what ``FitnessMemory.prior`` never writes: the run could not go on as it started."""
+    rows = read_jsonl(path)
+    for number, row in enumerate(rows, start=1):
+        if why := _prior_problem(row):
+            raise RunError(f"{path}: row {number} holds a value afos never writes ({why}); the surrogate cannot be "
+                           "warmed as the run started")
+    return rows
+
+
+def _prior_problem(row: Any) -> str | None:
+    """Why a row of ``surrogate_prior.jsonl`` is not one ``FitnessMemory.prior`` writes (None: it is)."""
+    if not isinstance(row, dict) or set(row) != {"expr", "gain", "value", "fingerprint"}:
+        return "not an object of expr, gain, value, fingerprint"
+    if not isinstance(row["expr"], str) or not isinstance(row["fingerprint"], str):
+        return "its expr or fingerprint is not text"
+    why = types.ACCURACY.problem(row["value"])  # a surrogate's target: an accuracy, 0 for a failure
+    return types.value_problem("gain", row["gain"]) or (why and f"value {row['value']!r} {why}")
 
 
 # --- validation.csv -------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from afos.ga import memo
 from afos.ga.front import FrontEntry, ranked
 from afos.run import health, manifest
 from afos.run import records as records_lib
-from afos.run.files import append_jsonl, create_directory, read_jsonl, repair_jsonl, unused_path, write_text_atomic
+from afos.run.files import append_jsonl, create_directory, repair_jsonl, unused_path, write_text_atomic
 from afos.run.lock import Messenger, run_lock
 from afos.run.records import Evaluation
 from afos.words import plural
@@ -151,7 +151,7 @@ class Run:
         """Every line of the log, in the order written, each identity once (``health.read_log``): a truncated
         last line, damaged lines and repeated ones are skipped with a warning that says how to repair."""
         if self._records is None:
-            self._read = health.read_log(self.log)
+            self._read = health.read_log(self.log, self.config.fitness)
             self._records = list(self._read.records)
             self._by_identity = {r.identity: r for r in self._records}
             self._warn(self._read.problems)
@@ -212,7 +212,7 @@ class Run:
         """The front as ``pareto.csv`` holds it, or recomputed from the log where there is none yet."""
         path = self.path / PARETO
         try:
-            front = records_lib.front_from_csv(read_text(path, RunError)) if path.exists() else []
+            front = records_lib.read_front(path, self.config.fitness)
         except (ValueError, KeyError) as err:
             raise RunError(f"{path}: damaged ({type(err).__name__}: {err})") from None
         return front or self.recomputed_front()
@@ -251,8 +251,8 @@ class Run:
 
     def prior(self) -> list[dict[str, Any]]:
         """What a fitness memory held for the run's protocol when it started ({expr, gain, value, fingerprint}):
-        a resume warms its surrogate with these, whatever the memory holds now."""
-        return read_jsonl(self.path / PRIOR)  # none: [] (a run whose start wrote one has it: ``check_start``)
+        a resume warms its surrogate with these, whatever the memory holds now (``records.read_prior``)."""
+        return records_lib.read_prior(self.path / PRIOR)  # none: [] (a run whose start wrote one has it: ``check_start``)
 
     def check_start(self) -> None:
         """RunError unless the run keeps the files and settings its start wrote (``afos.run.manifest``)."""
@@ -357,7 +357,7 @@ class Run:
         if not path.exists():
             return f"no {PARETO} yet (recomputed from the log where asked)", True
         try:
-            return f"{PARETO}, {plural(len(records_lib.front_from_csv(read_text(path, RunError))), 'function')}", True
+            return f"{PARETO}, {plural(len(records_lib.read_front(path, self.config.fitness)), 'function')}", True
         except (ValueError, KeyError, AfosError) as err:
             return f"{PARETO} damaged ({type(err).__name__}: {err})", False
 
@@ -367,7 +367,7 @@ class Run:
         sentence each (empty: nothing to repair). Takes the run's lock."""
         done = []
         with self.lock(reporter):
-            read = health.read_log(self.log)  # afresh, under the lock
+            read = health.read_log(self.log, self.config.fitness)  # afresh, under the lock
             moved = health.repair_log(self.log, read)
             if moved:
                 backup, side = moved
