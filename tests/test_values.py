@@ -252,3 +252,13 @@ def test_a_surrogate_prior_row_afos_never_writes_stops_a_resume(tmp_path, row, w
     assert (run_dir / rundir.EVALUATIONS).read_text() == before
     (run_dir / rundir.PRIOR).write_text(json.dumps(good) + "\n")
     assert Run.open(run_dir).prior() == [good]
+
+
+def test_a_whole_last_line_with_a_bad_value_is_damage_not_a_cut_off_write(tmp_path):
+    run_dir = _copy(tmp_path)
+    lines = (run_dir / rundir.EVALUATIONS).read_text().splitlines()
+    last = json.loads(lines[-1]) | {"val_accuracy": 5.0}
+    (run_dir / rundir.EVALUATIONS).write_text("\n".join(lines[:-1] + [json.dumps(last)]))  # no newline after it
+    with pytest.warns(AfosWarning, match="ignoring 1 damaged line"):
+        (problem,) = Run.open(run_dir).log_problems()
+    assert problem.kind == "damaged" and "val_accuracy 5.0 is outside [0, 1]" in problem.detail

@@ -41,6 +41,7 @@ from afos.run.records import ANCHOR_GENERATION, Evaluation
 SET_ASIDE = "evaluations.set-aside.jsonl"  # what a repair moved out of the log, never deleted
 
 DAMAGED, DUPLICATE, CONFLICT, TRUNCATED = "damaged", "duplicate", "conflict", "truncated"
+NOT_JSON = "is not valid JSON"  # of a last line without its newline: cut off (a whole line is damaged, not cut)
 _FIELDS = {"generation": int, "index": int, "tree": str, "key": str, "fingerprint": str, "status": str}
 
 
@@ -82,7 +83,7 @@ def read_log(path: Path, fitness: Any = None) -> LogRead:
             continue
         record, why = _parse(text, fitness)
         if record is None:
-            cut = number == len(lines)  # no newline after it: the write was cut off
+            cut = number == len(lines) and why == NOT_JSON  # no newline after it: the write was cut off
             out.problems.append(Problem(number, TRUNCATED if cut else DAMAGED, text,
                                         "is cut off (a write killed midway)" if cut else why))
             continue
@@ -107,7 +108,7 @@ def _parse(text: str, fitness: Any) -> tuple[Evaluation | None, str]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
-        return None, "is not valid JSON"
+        return None, NOT_JSON
     if not isinstance(data, dict):
         return None, "is not a JSON object"
     for name, kind in _FIELDS.items():
