@@ -166,6 +166,15 @@ VALUES: dict[str, Range] = {
     "complexity": Range(int, 0),
     "seeds": Range(int, 0),  # 0: a line without a fitness
     "epochs": Range(int, 1),
+    # validation.csv (afos validate): test accuracies, their differences to relu, p-values, the seeds' count
+    "test_accuracy_mean": ACCURACY,
+    "test_accuracy_std": ACCURACY,
+    "diff_vs_relu": Range(float, -1.0, 1.0),
+    "diff_ci_low": Range(float, -1.0, 1.0),
+    "diff_ci_high": Range(float, -1.0, 1.0),
+    "wilcoxon_p": Range(float, 0.0, 1.0),
+    "wilcoxon_p_holm": Range(float, 0.0, 1.0),
+    "n": Range(int, 0),
 }
 MAY_BE_NONE = ("val_accuracy", "val_loss", "val_accuracy_std", "gain", "epochs", "predicted")
 

@@ -5,6 +5,7 @@ show or export (issue 21, item 3). Fake screen and training: no JAX training."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -262,3 +263,25 @@ def test_a_whole_last_line_with_a_bad_value_is_damage_not_a_cut_off_write(tmp_pa
     with pytest.warns(AfosWarning, match="ignoring 1 damaged line"):
         (problem,) = Run.open(run_dir).log_problems()
     assert problem.kind == "damaged" and "val_accuracy 5.0 is outside [0, 1]" in problem.detail
+
+
+# --- validation.csv -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("column, text, why", [
+    ("test_accuracy_mean", "abc", "test_accuracy_mean 'abc' is not a number"),
+    ("test_accuracy_mean", "nan", "test_accuracy_mean nan is not a finite number"),  # NaN is written as ""
+    ("wilcoxon_p", "3", "wilcoxon_p 3.0 is outside [0, 1]"),
+    ("n", "2.5", "n '2.5' is not an integer"),
+])
+def test_a_validation_row_with_a_value_afos_never_writes_is_a_one_line_error(tmp_path, capsys, column, text, why):
+    run_dir = Path(shutil.copytree(FIXTURES / "run_v1", tmp_path / "run"))
+    header, *rows = csv.reader((run_dir / rundir.VALIDATION).read_text().splitlines())
+    rows[1][header.index(column)] = text
+    with open(run_dir / rundir.VALIDATION, "w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    for command in (["show"], ["export", "--format", "numpy"]):
+        assert main([command[0], str(run_dir), *command[1:]]) == 2
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith(f"afos {command[0]}: error: ") and "validation.csv: damaged" in line
+        assert f"(line 3: {why}); `afos validate` writes it again" in line

@@ -178,18 +178,20 @@ def _front_entry(row: dict[str, str | None], fitness: Any) -> FrontEntry:
     texts = [row["expression"], row["fingerprint"], row["tree"]]
     if any(t is None for t in texts):
         raise ValueError("the row is short")
-    numbers = {name: _front_number(row, name, kind, fitness) for name, kind in _FRONT_NUMBERS.items()}
+    numbers = {name: _cell(row, name, kind, fitness, name in _FRONT_NEEDS) for name, kind in _FRONT_NUMBERS.items()}
     return FrontEntry(texts[0], numbers["val_accuracy"], numbers["complexity"], numbers["val_loss"],
                       numbers["generation"], texts[1], texts[2], numbers["val_accuracy_std"],
                       1 if numbers["seeds"] is None else numbers["seeds"],
                       numbers["gain"], numbers["epochs"])
 
 
-def _front_number(row: dict[str, str | None], name: str, kind: type, fitness: Any) -> float | int | None:
-    """The cell ``name`` of a front row as a number of ``kind``, checked (an empty or absent cell: None)."""
+def _cell(row: dict[str, str | None], name: str, kind: type, fitness: Any = None,
+          needed: bool = False) -> float | int | None:
+    """The cell ``name`` of a CSV row as a number of ``kind``, checked (``types.value_problem``; ``fitness``: the
+    run's settings); an empty or absent cell is None, or a ValueError where it is ``needed``."""
     text = row.get(name)
     if not text:
-        if name in _FRONT_NEEDS:
+        if needed:
             raise ValueError(f"{name} is empty")
         return None
     try:
@@ -242,8 +244,34 @@ def validation_csv(rows: Sequence[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+_VALIDATION_NUMBERS = {"epochs": int, "n": int, "test_accuracy_mean": float, "test_accuracy_std": float,
+                       "diff_vs_relu": float, "diff_ci_low": float, "diff_ci_high": float, "wilcoxon_p": float,
+                       "wilcoxon_p_holm": float}  # each may be empty: NaN is written as ""
+
+
+def read_validation(path: Path) -> list[dict[str, str]]:
+    """The rows of the ``validation.csv`` at ``path`` (none: []); RunError naming the file and the line where a row
+    lacks a column or holds a value afos never writes there (``types.value_problem``)."""
+    try:
+        return validation_rows(read_text(path, RunError)) if path.exists() else []
+    except ValueError as err:
+        raise RunError(f"{path}: damaged ({err}); `afos validate` writes it again") from None
+
+
 def validation_rows(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(text.splitlines()))
+    """The rows of a ``validation.csv``, checked (ValueError naming the line: ``read_validation``)."""
+    reader, rows = csv.DictReader(text.splitlines()), []
+    for row in reader:
+        try:
+            missing = [c for c in VALIDATION_COLUMNS[:-2] if row.get(c) is None]  # the last two: newer files only
+            if missing:
+                raise ValueError(f"{missing[0]} is missing")
+            for name, kind in _VALIDATION_NUMBERS.items():
+                _cell(row, name, kind)
+        except ValueError as err:
+            raise ValueError(f"line {reader.line_num}: {err}") from None
+        rows.append(row)
+    return rows
 
 
 VALIDATION_HEADERS = ("test accuracy", "vs relu (95% CI)", "Wilcoxon p after Holm", "uncorrected p")

@@ -386,9 +386,8 @@ class Run:
         return self.path / VALIDATION_DIR
 
     def validation(self) -> list[dict[str, str]]:
-        """The rows of ``validation.csv`` (empty if the run was not validated)."""
-        path = self.path / VALIDATION
-        return records_lib.validation_rows(read_text(path, RunError)) if path.exists() else []
+        """The rows of ``validation.csv`` (empty if the run was not validated; ``records.read_validation``)."""
+        return records_lib.read_validation(self.path / VALIDATION)
 
     def write_validation(self, rows: list[dict[str, Any]]) -> Path:
         write_text_atomic(self.path / VALIDATION, records_lib.validation_csv(rows))
