@@ -22,8 +22,8 @@ def test_the_readme_names_the_format_afos_check_names(tmp_path, capsys):
 
 
 def test_the_readme_lists_what_a_resume_takes():
-    sentence = re.search(r"A resume keeps every setting the run started\s+with: it takes only (.*?)\(`afos resume "
-                         r"--help`\)", README, re.S)[1]
+    sentence = re.search(r"A resume keeps every setting the run started with: it takes only (.*?)\(`afos resume "
+                         r"--help`\)", " ".join(README.split()))[1]
     listed = re.findall(r"`(--[a-z-]+)`", sentence)
     parser = build_parser()
     resume = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["resume"]

@@ -242,7 +242,7 @@ def test_a_front_row_with_a_value_afos_never_writes_is_damage_not_exported(tmp_p
     ({"expr": "tanh(x)", "gain": None, "value": None, "fingerprint": "f"}, "value None is null, not a number"),
     ({"expr": 3, "gain": None, "value": 0.5, "fingerprint": "f"}, "its expr or fingerprint is not text"),
 ])
-def test_a_surrogate_prior_row_afos_never_writes_stops_a_resume(tmp_path, row, why):
+def test_a_surrogate_prior_row_afos_never_writes_stops_a_resume(tmp_path, capsys, row, why):
     run_dir = _copy(tmp_path)
     good = {"expr": "x*sigmoid(x)", "gain": None, "value": 0.7, "fingerprint": "0123"}
     (run_dir / rundir.PRIOR).write_text(json.dumps(good) + "\n" + json.dumps(row) + "\n")
@@ -251,8 +251,12 @@ def test_a_surrogate_prior_row_afos_never_writes_stops_a_resume(tmp_path, row, w
                                        rf"\({re.escape(why)}\)"):
         driver.resume(run_dir, evaluator=FakeTraining(), describe=fake_describe, generations=5)
     assert (run_dir / rundir.EVALUATIONS).read_text() == before
+    assert main(["check", str(run_dir)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"problems: {run_dir / rundir.PRIOR}: row 2 holds a value afos never writes ({why})" in out
     (run_dir / rundir.PRIOR).write_text(json.dumps(good) + "\n")
     assert Run.open(run_dir).prior() == [good]
+    assert main(["check", str(run_dir)]) == 0
 
 
 def test_a_whole_last_line_with_a_bad_value_is_damage_not_a_cut_off_write(tmp_path):
@@ -285,3 +289,6 @@ def test_a_validation_row_with_a_value_afos_never_writes_is_a_one_line_error(tmp
         (line,) = capsys.readouterr().err.splitlines()
         assert line.startswith(f"afos {command[0]}: error: ") and "validation.csv: damaged" in line
         assert f"(line 3: {why}); `afos validate` writes it again" in line
+    assert main(["check", str(run_dir)]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"problems: {run_dir / rundir.VALIDATION}: damaged (line 3: {why})" in out and "not healthy" in out

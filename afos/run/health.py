@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,6 +208,17 @@ def repair_log(path: Path, read: LogRead) -> tuple[Path, Path] | None:
     return backup, side
 
 
+def unreadable(*readers: Callable[[], Any]) -> tuple[str, ...]:
+    """The errors (``RunError``, one sentence each) of the ``readers`` of a run's files that fail."""
+    out = []
+    for read in readers:
+        try:
+            read()
+        except RunError as err:
+            out.append(str(err))
+    return tuple(out)
+
+
 @dataclass(frozen=True)
 class Health:
     """What ``afos check`` reports of a run directory (``Run.health``).
@@ -221,6 +232,8 @@ class Health:
         checkpoint_note: how the checkpoint was read where that is worth saying, else "".
         missing: what the log lacks of the checkpoint's history (``missing_history``), else None.
         front: a sentence on ``pareto.csv``; ``front_ok`` whether it reads.
+        files: what is wrong with the other files read back (``surrogate_prior.jsonl``, ``validation.csv``):
+            ``unreadable``'s sentences.
     """
 
     path: Path
@@ -233,10 +246,11 @@ class Health:
     missing: str | None
     front: str
     front_ok: bool
+    files: tuple[str, ...] = ()
 
     @property
     def healthy(self) -> bool:
-        return not self.problems and not self.missing and not self.checkpoint_note and self.front_ok
+        return not self.problems and not self.missing and not self.checkpoint_note and self.front_ok and not self.files
 
     def describe(self) -> list[str]:
         """A few lines for a person: what the directory holds, each problem and what to do about it."""
@@ -258,6 +272,7 @@ class Health:
         if self.checkpoint is None and self.checkpoint_note:
             out.append("problems: no checkpoint can be read; `afos resume` rebuilds the search state by replaying "
                        "the log")
+        out += [f"problems: {sentence}" for sentence in self.files]
         if self.problems or not self.front_ok:
             out.append(f"repair: `{command('check', '--repair', self.path)}` moves the lines it cannot keep into "
                        f"{SET_ASIDE} and rewrites a damaged pareto.csv from the log, after a backup of each; nothing "

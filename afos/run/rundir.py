@@ -334,7 +334,8 @@ class Run:
 
     # --- health -------------------------------------------------------------------------------------
     def health(self) -> health.Health:
-        """The directory checked: the log line by line and against the checkpoint, the front (``afos check``)."""
+        """The directory checked: the log line by line and against the checkpoint, the front, the surrogate's prior
+        and the validation (``afos check``)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the log's problems are what the report lists
             records = self.records()
@@ -350,7 +351,7 @@ class Run:
             self.path, len(records), tuple(sorted({r.generation for r in records if r.generation >= 0})),
             sum(r.status == types.ANCHOR for r in records), tuple(self.log_problems()),
             None if body is None else body["generation"], note, health.missing_history(self.config, records, body),
-            front, front_ok)
+            front, front_ok, health.unreadable(self.prior, self.validation))
 
     def _front_health(self) -> tuple[str, bool]:
         path = self.path / PARETO
