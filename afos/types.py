@@ -166,6 +166,7 @@ VALUES: dict[str, Range] = {
     "complexity": Range(int, 0),
     "seeds": Range(int, 0),  # 0: a line without a fitness
     "epochs": Range(int, 1),
+    "fitness": Range(float),  # each NSGA-II objective value of a checkpoint's individual (WORST_FITNESS: failed)
     # validation.csv (afos validate): test accuracies, their differences to relu, p-values, the seeds' count
     "test_accuracy_mean": ACCURACY,
     "test_accuracy_std": ACCURACY,

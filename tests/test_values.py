@@ -11,6 +11,7 @@ import math
 import re
 import shutil
 import sqlite3
+import warnings
 from pathlib import Path
 
 import pytest
@@ -292,3 +293,25 @@ def test_a_validation_row_with_a_value_afos_never_writes_is_a_one_line_error(tmp
     assert main(["check", str(run_dir)]) == 1
     out = " ".join(capsys.readouterr().out.split())
     assert f"problems: {run_dir / rundir.VALIDATION}: damaged (line 3: {why})" in out and "not healthy" in out
+
+
+# --- checkpoint.json ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fitness, why", [(["0.9", 2.0], "individual 0: fitness '0.9' is text, not a number"),
+                                          ([math.nan, 2.0], "individual 0: fitness nan is not a finite number"),
+                                          ([0.9], "individual 0 is not a tree and 2 fitness values")])
+def test_a_checkpoint_with_a_fitness_afos_never_writes_is_unreadable_and_the_previous_one_is_used(tmp_path, fitness,
+                                                                                                   why):
+    clean, poisoned = (Path(shutil.copytree(FIXTURES / "fake_v1", tmp_path / name)) for name in ("a", "b"))
+    body = json.loads((poisoned / rundir.CHECKPOINT).read_text())
+    body["population"][0]["fitness"] = fitness
+    (poisoned / rundir.CHECKPOINT).write_text(json.dumps(body))
+    with pytest.warns(AfosWarning, match=rf"checkpoint.json: {re.escape(why)}; using checkpoint.prev.json"):
+        assert Run.open(poisoned).checkpoint()["generation"] == 3
+    for run_dir in (clean, poisoned):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the fallback, said above
+            driver.resume(run_dir, evaluator=FakeTraining(), describe=fake_describe, generations=5)
+    for name in (rundir.EVALUATIONS, rundir.PARETO):  # generation 3 redone from its checkpoint: the same run
+        assert (clean / name).read_text() == (poisoned / name).read_text()

@@ -204,6 +204,25 @@ def _cell(row: dict[str, str | None], name: str, kind: type, fitness: Any = None
     return value
 
 
+# --- checkpoint.json ------------------------------------------------------------------------------------
+
+
+def checkpoint_problem(data: dict[str, Any]) -> str | None:
+    """Why a checkpoint holds what ``Search.save`` never writes (None: nothing): its generation, and each
+    individual's tree (text) and fitness (its two NSGA-II objective values, ``types.value_problem``)."""
+    population = data.get("population")
+    if not isinstance(population, list):
+        return "its population is not a list"
+    for i, item in enumerate(population):
+        fitness = item.get("fitness") if isinstance(item, dict) else None
+        if not isinstance(item, dict) or not isinstance(item.get("tree"), str) or not isinstance(fitness, list) \
+                or len(fitness) != len(types.WEIGHTS):
+            return f"individual {i} is not a tree and {len(types.WEIGHTS)} fitness values"
+        if why := next((w for v in fitness if (w := types.value_problem("fitness", v))), None):
+            return f"individual {i}: {why}"
+    return types.value_problem("generation", data.get("generation"))
+
+
 # --- surrogate_prior.jsonl ------------------------------------------------------------------------------
 
 

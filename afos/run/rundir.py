@@ -252,7 +252,7 @@ class Run:
     def prior(self) -> list[dict[str, Any]]:
         """What a fitness memory held for the run's protocol when it started ({expr, gain, value, fingerprint}):
         a resume warms its surrogate with these, whatever the memory holds now (``records.read_prior``)."""
-        return records_lib.read_prior(self.path / PRIOR)  # none: [] (a run whose start wrote one has it: ``check_start``)
+        return records_lib.read_prior(self.path / PRIOR)  # none: [] (a start that wrote one: ``check_start``)
 
     def check_start(self) -> None:
         """RunError unless the run keeps the files and settings its start wrote (``afos.run.manifest``)."""
@@ -272,6 +272,8 @@ class Run:
                 continue
             try:
                 data = manifest.read_checkpoint(path)
+                if why := records_lib.checkpoint_problem(data):
+                    raise ValueError(why)  # read as unreadable: the previous checkpoint, or the log replayed
             except (ValueError, OSError) as err:
                 errors.append(f"{path.name}: {err}")
                 continue
