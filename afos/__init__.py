@@ -109,23 +109,35 @@ def _named(**objects) -> dict[str, str]:
 
 
 def resume(run_dir: str | Path, generations: int | None = None, reporter=None, evaluator=None, *,
-           verbose: bool = True, model=None, dataset=None, objective=None, trust_run: bool = False) -> Run:
+           verbose: bool = True, model=None, dataset=None, objective=None, trust_run: bool = False,
+           **placement) -> Run:
     """Continues the run in ``run_dir`` to ``generations`` (default: its own); the result equals never stopping.
 
     ``reporter`` and ``verbose``: as for ``search`` (by default the progress is shown; False: nothing printed).
 
     ``model``, ``dataset`` and ``objective``: what a run started from Python objects needs again in a new
     process (the same factory, loader or function, or the same arrays: checked against the recorded name).
-    The user's code a run names (an import path, another package's registered name) is imported only where
-    it is given again here or with ``trust_run=True``: a run directory may come from someone else
-    (README, Sharing a run or a memory).
+    ``placement``: where the work runs now, named as on the command line (``ray_address="auto"``, ``workers=4``,
+    ``memory="fitness.db"``; ``afos.config.PLACEMENT``), instead of what the run names.
+    The user's code a run names (an import path, another package's registered name), the Ray cluster it names
+    and a memory path of it that is not yet a memory are used only where given again here or with
+    ``trust_run=True``: a run directory may come from someone else (README, Sharing a run or a memory).
     """
-    from afos.run import driver
+    from afos import config as config_lib
+    from afos.errors import ConfigError
+    from afos.run import driver, start
     from afos.run.rundir import Run
 
-    given = _named(model=model, dataset=dataset, objective=objective)
-    last = Run.open(run_dir).config.search.generations if generations is None else generations
+    unknown = sorted(set(placement) - set(config_lib.PLACEMENT))
+    if unknown:
+        raise ConfigError(f"afos.resume: {', '.join(unknown)} cannot change on a resume (it may change: "
+                          f"{', '.join(config_lib.PLACEMENT)})")
+    stored = Run.open(run_dir).config
+    config = config_lib.override(stored, evaluator=placement) if placement else None
+    given = {**_named(model=model, dataset=dataset, objective=objective),
+             **{kind: value for kind, value in placement.items() if kind in start.PLACES and value is not None}}
+    last = stored.search.generations if generations is None else generations
     with _watched(reporter, verbose, last, "resume") as watcher:
-        driver.resume(run_dir, generations=generations, reporter=watcher, evaluator=evaluator, trust_run=trust_run,
-                      given=given)
+        driver.resume(run_dir, generations=generations, config=config, reporter=watcher, evaluator=evaluator,
+                      trust_run=trust_run, given=given)
     return Run.open(run_dir)

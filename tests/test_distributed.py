@@ -315,8 +315,8 @@ def test_a_killed_driver_resumes_on_the_cluster(tmp_path, cluster, reference):
     proc.kill()
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
-    resumed = subprocess.run([sys.executable, "-m", "afos", "resume", str(run_dir)], env=RAY_ENV,
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run([sys.executable, "-m", "afos", "resume", str(run_dir), "--ray-address", cluster],
+                             env=RAY_ENV, capture_output=True, text=True, timeout=600)  # a run's cluster: consented
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _assert_same_results(run_dir, reference)
 

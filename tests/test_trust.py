@@ -2,6 +2,7 @@
 (--trust-run, trust_run=True, or the names given again), and never from the directory `python -m` puts on the
 path (issue 21, item 2)."""
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -148,3 +149,146 @@ def test_a_run_of_the_users_objective_resumes_with_consent_only(tmp_path, user_m
     import usernets
 
     assert max(r.generation for r in afos.resume(run.path, generations=3, objective=usernets.score).records()) == 3
+
+
+# --- the places a run names: a Ray cluster to join, a memory to write (issue 21, item 2) ---------------------
+
+HOSTILE_CLUSTER = "127.0.0.1:9"
+
+
+class JoinedError(Exception):
+    """Raised by the fake cluster connection: the resume got as far as joining a cluster."""
+
+
+@pytest.fixture
+def connections(monkeypatch):
+    """Every address a resume connects Ray to (the fake connection stops the resume there); Ray itself is a
+    fake whose ``init`` is recorded too, so no real Ray starts and nothing is contacted."""
+    from types import SimpleNamespace
+
+    from afos.fitness import cluster
+
+    addresses = []
+
+    def connect(address, py_modules=()):
+        addresses.append(address)
+        raise JoinedError(address)
+
+    fake_ray = SimpleNamespace(is_initialized=lambda: False, init=lambda **kw: addresses.append(("init", kw)))
+    monkeypatch.setattr(cluster, "connect", connect)
+    monkeypatch.setattr(cluster, "_ray", lambda: fake_ray)
+    return addresses
+
+
+def _placed(tmp_path: Path, **evaluator: str) -> Path:
+    """The finished fake run (3 generations) whose config.toml places its work as ``evaluator`` says."""
+    run_dir = shutil.copytree(FIXTURES / "fake_v1", tmp_path / "run")
+    config = run_dir / "config.toml"
+    lines = [f"{key} = {json.dumps(value)}" for key, value in evaluator.items()]
+    text = config.read_text().replace('backend = "sequential"\n', "").replace('ray_address = ""\n', "")
+    lines += [f"{key} = {json.dumps(value)}" for key, value in (("backend", "sequential"), ("ray_address", ""))
+              if key not in evaluator]
+    config.write_text(text.replace("[evaluator]\n", "[evaluator]\n" + "\n".join(lines) + "\n"))
+    return run_dir
+
+
+def test_a_ray_cluster_a_run_names_is_joined_only_with_consent(tmp_path, connections, capsys):
+    from afos.cli import main
+    from afos.run import driver
+
+    run_dir = _placed(tmp_path, backend="ray", ray_address=HOSTILE_CLUSTER)
+    with pytest.raises(RunError) as err:
+        driver.resume(run_dir, generations=4)
+    assert str(err.value) == (f"{run_dir} would use the Ray cluster at {HOSTILE_CLUSTER}: its results come back "
+                              "as pickles, which can run code here; if you trust whoever wrote the run, give "
+                              "--trust-run (trust_run=True in Python) or the same settings again (--ray-address "
+                              f'{HOSTILE_CLUSTER}); --ray-address "" runs it on a local Ray instance instead')
+    assert main(["resume", str(run_dir), "--generations", "4"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"afos resume: error: {err.value}"
+    with pytest.raises(RunError, match="would use the Ray cluster"):
+        afos.resume(run_dir, generations=4, workers=2)  # another placement is no consent to the address
+    assert connections == []  # never contacted, Ray never initialised
+    for consented in (lambda: driver.resume(run_dir, generations=4, trust_run=True),
+                      lambda: afos.resume(run_dir, generations=4, ray_address=HOSTILE_CLUSTER),
+                      lambda: main(["resume", str(run_dir), "--generations", "4", "--trust-run"]),
+                      lambda: main(["resume", str(run_dir), "--generations", "4", "--ray-address", HOSTILE_CLUSTER])):
+        with contextlib.suppress(JoinedError):
+            consented()
+    assert connections == [HOSTILE_CLUSTER] * 4
+    said = capsys.readouterr()
+    assert f"using the run's Ray cluster at {HOSTILE_CLUSTER}: its results come back" in said.out + said.err
+    connections.clear()
+    with contextlib.suppress(JoinedError):  # run here instead: a local instance, no consent needed
+        main(["resume", str(run_dir), "--generations", "4", "--ray-address", ""])
+    with contextlib.suppress(JoinedError):
+        afos.resume(run_dir, generations=4, ray_address="")
+    assert connections == ["", ""]
+    with pytest.raises(afos.ConfigError, match="population cannot change on a resume"):
+        afos.resume(run_dir, population=3)
+    assert Run.open(run_dir).records() == Run.open(FIXTURES / "fake_v1").records()
+
+
+def test_a_local_ray_instance_or_an_evaluator_given_needs_no_consent(tmp_path, connections):
+    from fakes import FakeTraining, fake_describe
+
+    from afos.run import driver
+
+    local = _placed(tmp_path, backend="ray")  # ray_address '': a local instance
+    with contextlib.suppress(JoinedError):
+        driver.resume(local, generations=4)
+    assert connections == [""]
+    hostile = _placed(tmp_path / "other", backend="ray", ray_address=HOSTILE_CLUSTER)
+    driver.resume(hostile, generations=4, evaluator=FakeTraining(), describe=fake_describe)  # Ray is not used
+    assert connections == [""] and max(r.generation for r in Run.open(hostile).records()) == 4
+
+
+@pytest.mark.parametrize("what", ["missing", "empty", "text", "sqlite"])
+def test_a_memory_path_a_run_names_is_written_only_if_it_is_a_memory_or_with_consent(tmp_path, what):
+    """A memory path from the run's config.toml that is not an afos fitness memory is neither created nor
+    touched without consent; one that is an afos memory is used as it was (test below)."""
+    import sqlite3
+
+    from fakes import FakeTraining, fake_describe
+
+    from afos.run import driver
+
+    path = tmp_path / "precious"
+    if what == "empty":
+        path.write_bytes(b"")
+    elif what == "text":
+        path.write_text("not a database\n" * 100)
+    elif what == "sqlite":
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute("CREATE TABLE notes (text TEXT)")
+    before = path.read_bytes() if path.exists() else None
+    run_dir = _placed(tmp_path, memory=str(path))
+    with pytest.raises(RunError) as err:
+        driver.resume(run_dir, generations=4, evaluator=FakeTraining(), describe=fake_describe)
+    assert str(err.value) == (f"{run_dir} would use the memory {path}, not yet an afos fitness memory, which it "
+                              "would create or write into; if you trust whoever wrote the run, give --trust-run "
+                              f"(trust_run=True in Python) or the same settings again (--memory {path}); "
+                              '--memory "" runs it without a memory')
+    assert (path.read_bytes() if path.exists() else None) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["run", *(["precious"] if before is not None else [])])
+    assert Run.open(run_dir).records() == Run.open(FIXTURES / "fake_v1").records()
+    driver.resume(run_dir, generations=4, evaluator=FakeTraining(), describe=fake_describe,
+                  config=afos.config.override(Run.open(run_dir).config, evaluator={"memory": ""}))
+    assert max(r.generation for r in Run.open(run_dir).records()) == 4  # run without it: no consent needed
+
+
+def test_a_memory_a_run_names_that_is_an_afos_memory_is_used_and_consent_creates_one(tmp_path):
+    from fakes import FakeTraining, fake_describe
+
+    from afos.run import driver
+    from afos.run.memory import FitnessMemory, is_memory, run_protocol
+
+    mine = tmp_path / "mine.db"
+    FitnessMemory(mine).close()
+    assert is_memory(mine) and sorted(p.name for p in tmp_path.iterdir()) == ["mine.db"]
+    run_dir = _placed(tmp_path, memory=str(mine))
+    driver.resume(run_dir, generations=4, evaluator=FakeTraining(), describe=fake_describe)
+    assert len(FitnessMemory(mine).entries(run_protocol(Run.open(run_dir).config))) > 0
+    new = tmp_path / "new.db"
+    other = _placed(tmp_path / "other", memory=str(new))
+    driver.resume(other, generations=4, evaluator=FakeTraining(), describe=fake_describe, trust_run=True)
+    assert is_memory(new)

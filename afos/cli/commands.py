@@ -155,7 +155,8 @@ def _resume(args: argparse.Namespace) -> int:
     config = None
     if any(v is not None for v in placement.values()) or args.memory is not None:
         config = config_lib.override(run.config, evaluator={**placement, "memory": args.memory})
-    given = given_names(run, args.trust)
+    again = {"ray_address": args.ray_address, "memory": args.memory}  # a place given again: consent to it
+    given = {**given_names(run, args.trust), **{kind: v for kind, v in again.items() if v is not None}}
     generations = args.generations if args.generations is not None else run.config.search.generations
     reporter = RichReporter(generations, "resume")
     console.print(f"afos resume: run directory [bold]{run.path}[/]")
@@ -196,7 +197,7 @@ def _validate(run: Run, top: int | None = None, seeds: int | None = None, epochs
     from afos.study import validate
 
     for what in validate.consent(run, models, trust_run, given):  # before anything of the run is used
-        console.print(f"afos validate: importing the run's {what}", markup=False, highlight=False)
+        console.print(f"afos validate: {what}", markup=False, highlight=False)
     spec = validate.validation_spec(run, top, seeds, epochs, models)
     console.print(f"afos validate: {plural(len(spec.activations), 'activation')} x "
                   f"{plural(len(spec.models), 'model')} x seeds {', '.join(map(str, spec.seeds))}, "

@@ -365,13 +365,11 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
     """Continues the run in ``run_dir`` to ``generations`` (default: its configured number).
 
     ``config``, if given, must equal the stored one except for what a resume may change
-    (``config.FREE_ON_RESUME``: the generations, and where the work runs). The user's code the run names is
-    imported only with ``trust_run`` or where ``given`` names it again (``start.reopen``).
+    (``config.FREE_ON_RESUME``: the generations, and where the work runs). The user's code, Ray cluster and
+    memory path the run names are used only with ``trust_run`` or where ``given`` names them (``start.reopen``).
     """
     reporter = reporter or SilentReporter()
     run_ = Run.open(run_dir)
-    for what in start.reopen(run_, lambda text: reporter.message(f"warning: {text}"), trust_run, given):
-        reporter.message(f"importing the run's {what}")
     stored = run_.config
     if config is not None:
         diff = config_lib.differences(stored, config.resolved())
@@ -379,6 +377,10 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
             raise RunError(f"refusing to resume {run_.path} with a changed config: {'; '.join(diff)}")
         placement = {k: getattr(config.evaluator, k) for k in config_lib.PLACEMENT}
         stored = config_lib.override(stored, evaluator=placement)
+    places = start.places_of_run(run_.config, stored, evaluator is not None)
+    for what in start.reopen(run_, lambda text: reporter.message(f"warning: {text}"), trust_run, given,
+                             places=places):
+        reporter.message(what)
     if generations is not None:
         stored = config_lib.override(stored, search={"generations": generations})
     compile_cache.enable(stored.evaluator.compilation_cache)

@@ -12,11 +12,13 @@ line: the first value written for a key stays. The evaluator wrapper that reads 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import sqlite3
 import time
+import urllib.parse
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -119,6 +121,18 @@ def _from_json(text: Any, fitness: FitnessSettings | None) -> Fitness:
     if why:
         raise ValueError(why)
     return fit
+
+
+def is_memory(path: str | Path) -> bool:
+    """Whether ``path`` is already an afos fitness memory, read without changing anything: the file opened
+    read-only and immutable, so that SQLite neither writes it nor leaves a journal beside it. A missing or empty
+    file, or another program's, is not (a damaged memory may be: opening it refuses it)."""
+    uri = f"file:{urllib.parse.quote(str(Path(path).absolute()))}?mode=ro&immutable=1"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            return dict(db.execute("SELECT name, value FROM afos_memory")).get("format") == FORMAT
+    except sqlite3.Error:
+        return False
 
 
 def _damaged(path: Path, detail: str) -> str:

@@ -8,9 +8,10 @@ the validation split in proportion unless ``fitness.val_size`` is given, and the
 explicit ``val_size``. A resume never comes here: a stored ``val_size = 0`` keeps meaning the whole validation
 split.
 
-A run opened again (a resume, a validation) imports the user's code its config names only with the user's
-consent (``consent``): a run directory may come from someone else, and naming ``os:abort`` or a module lying
-beside it must not be enough to run code.
+A run opened again (a resume, a validation) imports the user's code its config names, joins the Ray cluster it
+names or writes a memory file of it that is not yet one only with the user's consent (``consent``): a run
+directory may come from someone else, and naming ``os:abort``, a module lying beside it or a hostile cluster
+must not be enough to run code.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from afos.errors import AfosError, ExpressionError, RunError
 from afos.expr import Candidate, analyse, parse
 from afos.fitness import data as data_lib
 from afos.ga import genome
+from afos.run.memory import is_memory
 from afos.run.rundir import Run
 
 Describe = Callable[[sympy.Expr], Candidate]
@@ -142,30 +144,43 @@ def start_line(config: Config, run_dir) -> str:
 
 
 # --- a run opened again -------------------------------------------------------------------------------
+# Evaluator settings whose value makes a resume reach outside its run directory: a Ray cluster it joins (whose
+# results come back as pickles, which can run code here) and a memory file it writes.
+PLACES = ("ray_address", "memory")
+
+
 def reopen(run: Run, warn: Callable[[str], None], trust_run: bool = False, given: Mapping[str, str] | None = None,
-           skip: Collection[str] = ()) -> list[str]:
+           skip: Collection[str] = (), places: Mapping[str, str] | None = None) -> list[str]:
     """What opening a run again to train checks first (a resume, a validation): every file its start wrote is there
     and its settings are as it started (``Run.check_start``), the user's code it names is imported only with
-    consent (``consent``, whose descriptions it returns), and ``warn`` hears of a package at another version."""
+    consent, and so are the places it names (``places``: a Ray cluster, a memory file; ``consent``, whose
+    sentences it returns), and ``warn`` hears of a package at another version."""
     run.check_start()
-    imported = consent(run, trust_run, given, skip)
+    imported = consent(run, trust_run, given, skip, places)
     run.check_sources(warn)
     return imported
 
 
 def consent(run: Run, trust_run: bool = False, given: Mapping[str, str] | None = None,
-            skip: Collection[str] = ()) -> list[str]:
+            skip: Collection[str] = (), places: Mapping[str, str] | None = None) -> list[str]:
     """Imports the user's code that ``run``'s config names (its objective, or its model and dataset, less the
-    kinds in ``skip``), where the user consents, and returns what was imported, one description each.
+    kinds in ``skip``), where the user consents, and returns what was consented to, one sentence each.
 
     Consent is ``trust_run`` (``--trust-run``) or the same name given again (``given``, kind -> name: ``--trust
     NAME`` on the command line, or the object handed over in Python; it must equal the run's). afos's own names
     need none. Nothing is imported without it, and what is imported goes through ``plugins.load_from_run`` (no
     standard-library module, no current directory that the user did not ask for).
 
+    ``places`` (kind in ``PLACES`` -> value): the settings of the run's config.toml that a resume would use as
+    they are, not given by the caller. A Ray cluster (any address but '', a local instance) needs the same
+    consent, or the address given again (``given["ray_address"]``); so does a memory path that is not already
+    an afos fitness memory (``memory.is_memory``: missing, empty or another file), which a memory would create
+    or write. The user's own memory is opened without it: it holds measurements, each checked where it is read,
+    and is given only values measured here.
+
     Raises:
-        RunError: a name given that is not the run's; code the run names without consent (one line naming it
-            and how to consent); or code that does not import here.
+        RunError: a name given that is not the run's; code or a place the run names without consent (one line
+            naming each and how to consent); or code that does not import here.
     """
     given, names = dict(given or {}), run.trains_with()
     for kind, name in given.items():
@@ -174,21 +189,57 @@ def consent(run: Run, trust_run: bool = False, given: Mapping[str, str] | None =
     code = {kind: name for kind, name in names.items()
             if kind not in skip and not _afos_own(kind, name) and plugins.foreign(kind, name)}
     asked = {kind: name for kind, name in code.items() if given.get(kind) != name}
-    if asked and not trust_run:
-        what = "; ".join(plugins.describe_import(kind, name) for kind, name in asked.items())
-        again = " ".join(f"--trust {shlex.quote(name)}" for name in asked.values())
-        raise RunError(f"{run.path} would import code it names: {what}; if you trust whoever wrote the run, "
-                       f"give --trust-run (trust_run=True in Python) or the names again ({again})")
+    far = {kind: value for kind, value in (places or {}).items()
+           if given.get(kind) != value and _reaches_out(kind, value)}
+    if (asked or far) and not trust_run:
+        raise RunError(_without_consent(run, asked, far))
     shown = []
     for kind, name in names.items():
         if kind in code:
-            shown.append(plugins.describe_import(kind, name, typed=kind in given))
+            shown.append(f"importing the run's {plugins.describe_import(kind, name, typed=kind in given)}")
         try:  # arrays handed over in another process import nothing and are missing here: said now too
             if kind in code or (name.startswith(plugins.ARRAYS) and kind not in skip):
                 plugins.load_from_run(kind, name, typed=kind in given)
         except AfosError as err:
             raise RunError(f"{run.path} cannot go on here: {err}") from None
-    return shown
+    return shown + [f"using the run's {_PLACE_SAID[kind].format(value)}" for kind, value in far.items()]
+
+
+def places_of_run(stored: Config, used: Config, evaluator_given: bool = False) -> dict[str, str]:
+    """The settings of ``PLACES`` that a resume of ``stored`` would use as the run directory names them
+    (``used``: with the caller's placement, whose changed values are the caller's own): a Ray address only
+    where Ray is planned and the caller gives no evaluator of its own."""
+    places = {kind: getattr(used.evaluator, kind) for kind in PLACES
+              if getattr(used.evaluator, kind) == getattr(stored.evaluator, kind)}
+    if evaluator_given or used.evaluator.backend != "ray":
+        places.pop("ray_address", None)
+    return places
+
+
+def _reaches_out(kind: str, value: str) -> bool:
+    """Whether the run's place setting ``kind = value`` needs consent (``consent``)."""
+    if kind == "ray_address":
+        return value != ""
+    return value != "" and not is_memory(value)
+
+
+_PLACE_SAID = {"ray_address": "Ray cluster at {}: its results come back as pickles, which can run code here",
+               "memory": "memory {}, not yet an afos fitness memory, which it would create or write into"}
+_PLACE_ELSE = {"ray_address": '--ray-address "" runs it on a local Ray instance instead',
+               "memory": '--memory "" runs it without a memory'}
+
+
+def _without_consent(run: Run, code: Mapping[str, str], far: Mapping[str, str]) -> str:
+    """The one line refusing what ``run`` names without consent: its ``code`` to import and ``far`` places."""
+    imports = "; ".join(plugins.describe_import(kind, name) for kind, name in code.items())
+    what = [f"import code it names: {imports}"] if code else []
+    what += [f"use the {_PLACE_SAID[kind].format(value)}" for kind, value in far.items()]
+    again = [f"--trust {shlex.quote(name)}" for name in code.values()]
+    again += [f"--{kind.replace('_', '-')} {shlex.quote(value)}" for kind, value in far.items()]
+    instead = "".join(f"; {_PLACE_ELSE[kind]}" for kind in far)
+    same = "the names" if not far else "the same settings" if not code else "the names and settings"
+    return (f"{run.path} would {' and '.join(what)}; if you trust whoever wrote the run, give --trust-run "
+            f"(trust_run=True in Python) or {same} again ({' '.join(again)}){instead}")
 
 
 def _afos_own(kind: str, name: str) -> bool:
