@@ -1,15 +1,18 @@
 """A user's dataset is checked once, when it is loaded, before any training: a search and `afos validate`
 refuse the same data with one line naming the split and the problem."""
 
+import csv
+import re
 import sys
 
+import jax
 import numpy as np
 import pytest
 
 import afos
 from afos import plugins
-from afos.errors import DataError
-from afos.fitness import data
+from afos.errors import DataError, ModelError
+from afos.fitness import data, zoo
 from afos.run.rundir import Run
 
 LOADER = '''
@@ -142,3 +145,113 @@ def test_the_command_line_says_it_in_one_line(tmp_path, capsys, monkeypatch):
     assert errors == [
         "afos search: error: dataset 'onedata:load': the train split holds only class 0: a classifier needs examples "
         "of at least two classes (every activation would score 1.0)"]
+
+
+# 3 classes of Gaussian blobs in 10 dimensions, flat features (n, 10) as a user's CSV gives them: 320 training
+# examples (256 train and 64 validation once carved) and 64 test
+FLAT = '''
+import numpy as np
+
+
+def load():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 384)
+    x = (rng.normal(size=(3, 10))[y] * 3 + rng.normal(size=(384, 10))).astype(np.float32)
+    return x[:320], y[:320], x[320:], y[320:]
+'''
+
+
+@pytest.fixture
+def flat(tmp_path, monkeypatch):
+    folder = tmp_path / "user"
+    folder.mkdir()
+    (folder / "flatblobs.py").write_text(FLAT)
+    monkeypatch.syspath_prepend(str(folder))
+    yield "flatblobs:load"
+    sys.modules.pop("flatblobs", None)
+
+
+def _errors(capsys) -> list[str]:
+    return [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+
+
+def test_flat_features_are_searched_and_validated_with_the_mlp(tmp_path, flat, capsys):
+    from afos.cli import main
+
+    run_dir, config = tmp_path / "run", tmp_path / "relu.toml"
+    config.write_text('[protocol]\nanchors = ["relu"]\n')
+    # auto's choice of a backend read the inputs as an image's (IndexError)
+    assert main(["search", "--config", str(config), "--model", "mlp", "--dataset", flat, "--run-dir", str(run_dir),
+                 "--population", "4", "--generations", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "dataset flatblobs:load (all training and all validation examples)" in err
+    assert "evaluating with sequential: too few candidates" in err
+    run = Run.open(run_dir)
+    relu = next(e for e in run.anchors() if e.tree == "relu")
+    assert run.config.fitness.gain == "unit" and relu.val_accuracy > 0.9  # the blobs are separable
+    # an image model is refused before anything is written, although the mlp's cells come first in each seed
+    assert main(["validate", str(run_dir), "--top", "1", "--seeds", "2", "--epochs", "1",
+                 "--models", "mlp,mnist-cnn"]) == 2
+    assert _errors(capsys) == ["afos validate: error: model 'mnist-cnn' needs image inputs (n, h, w[, c]); "
+                               "dataset 'flatblobs:load' gives (n, 10)"]
+    assert not (run_dir / "validation").exists()
+    assert main(["validate", str(run_dir), "--top", "1", "--seeds", "2", "--epochs", "1"]) == 0
+    rows = {r["activation"]: r for r in csv.DictReader((run_dir / "validation.csv").open())}
+    assert float(rows["relu"]["test_accuracy_mean"]) > 0.9 and rows["relu"]["n"] == "2"
+
+
+def test_an_image_model_refuses_flat_features_in_one_line_before_any_work(tmp_path, flat, capsys):
+    from afos.cli import main
+
+    run_dir = tmp_path / "run"
+    assert main(["search", "--model", "cnn-small", "--dataset", flat, "--run-dir", str(run_dir), "--population",
+                 "2", "--generations", "0"]) == 2
+    assert _errors(capsys) == ["afos search: error: model 'cnn-small' needs image inputs (n, h, w[, c]); dataset "
+                               "'flatblobs:load' gives (n, 10)"]
+    assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("name", list(zoo.MODELS))
+def test_every_image_model_of_the_zoo_takes_images_only_and_the_mlp_takes_anything(name):
+    for shape in ((8, 8), (8, 8, 3)):
+        zoo.check_input(name, shape, "d")
+    for shape, given in (((10,), "(n, 10)"), ((), "(n,)"), ((2, 3, 4, 5), "(n, 2, 3, 4, 5)")):
+        if name == "mlp":
+            zoo.check_input(name, shape, "d")
+        else:
+            with pytest.raises(ModelError, match=rf"^model '{name}' needs image inputs \(n, h, w\[, c\]\); "
+                                                 rf"dataset 'd' gives {re.escape(given)}$"):
+                zoo.check_input(name, shape, "d")
+
+
+def test_a_grey_image_without_its_channel_axis_is_one_channel():
+    x = np.random.default_rng(0).random((4, 8, 8), np.float32)
+    grey = zoo.build("cnn-small", jax.nn.relu, (8, 8), 3, seed=0)
+    channel = zoo.build("cnn-small", jax.nn.relu, (8, 8, 1), 3, seed=0)
+    np.testing.assert_allclose(grey(x), channel(x[..., None]), rtol=1e-6)
+
+
+def test_auto_counts_flat_features_as_the_pixels_of_an_image():
+    from afos.config import FitnessSettings
+    from afos.fitness import plan
+
+    assert plan.choose_backend(FitnessSettings(model="mlp"), (10,), 16, "cpu") == (
+        "batched", "16 candidates on batches of 32 10-feature examples (320 input values per batch) on the CPU")
+    assert plan.choose_backend(FitnessSettings(model="mlp", batch_size=128), (784,), 112, "cpu") == (
+        "sequential", "batches of 128 784-feature examples (100352 input values per batch): batched is faster only "
+        "up to 4096")  # flat Fashion-MNIST
+
+
+def test_the_batched_backend_trains_flat_features_as_sequential_does():
+    """The loop mode, a search's on a CPU (the vmap mode, an accelerator's, runs the same model and steps)."""
+    from afos.config import FitnessSettings
+    from afos.expr import analyse, parse
+    from afos.fitness.batched import Batched
+    from afos.fitness.evaluator import Sequential
+    from afos.fitness.problem import FitnessProblem
+
+    problem = FitnessProblem(FitnessSettings(model="mlp", dataset=plugins.name_of("dataset", _blobs())))
+    candidates = [analyse(parse("x*sigmoid(x)"))]
+    [(_, exact)] = Sequential(problem).evaluate(candidates, (0,))
+    [(_, fast)] = Batched(problem, mode="loop").evaluate(candidates, (0,))
+    assert exact.val_accuracy > 0.8 and abs(fast.val_accuracy - exact.val_accuracy) <= 1 / 32

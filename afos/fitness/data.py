@@ -365,6 +365,12 @@ def _unknown(name: str) -> DataError:
                      f"{plugins.describe_forms('dataset')})")
 
 
+def gives_images(name: str) -> bool:
+    """Whether dataset ``name`` gives images, known without loading it: afos's own and TFDS's do; a user's inputs
+    are known once it is loaded."""
+    return name in DATASETS or _prefixed(name)
+
+
 def check(name: str) -> None:
     """A DataError unless ``name`` is a dataset afos can load, without loading it: afos's own, ``tfds:NAME``
     (whether TFDS has it prepared is said when it loads), or the user's, whose loader is imported here."""

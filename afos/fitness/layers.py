@@ -1,12 +1,15 @@
 """The building blocks of afos's networks: initialisers, SELU's dropout, the layer factory, the model base.
 
 Every model of the zoo (``afos.fitness.zoo``) is built as ``Model(act, input_shape, num_classes, *, rngs,
-selu=False, **options)`` and declares two class attributes:
+selu=False, **options)`` and declares three class attributes:
 
 - ``min_input``: the smallest image side its layers accept. Smaller images (8x8 digits into an
-  AlexNet) are resized up inside the model with ``jax.image.resize``, so any dataset fits any model.
+  AlexNet) are resized up inside the model with ``jax.image.resize``, so any image dataset fits any model.
 - ``kernel_init``: the initialiser of its conv and dense kernels (the one of the paper or example it
   reproduces: Glorot-uniform for the Keras examples, He-normal for ResNet, Flax's LeCun-normal otherwise).
+- ``images``: whether its layers need images, ``(h, w)`` or ``(h, w, c)`` per example (a grey image without
+  its channel axis is given one). The mlp takes any input, flat features ``(n, features)`` included, and
+  flattens it; an image model is refused other inputs before any work (``zoo.check_input``).
 
 SELU: a model is built with ``selu=True`` when the activation computes SELU (checked numerically on a
 probe grid, so a searched expression equal to SELU counts too). A SELU model uses LeCun-normal
@@ -131,11 +134,36 @@ class Layers:
         return nnx.BatchNorm(features, momentum=0.9, rngs=self.rngs)
 
 
+def is_image(input_shape: Sequence[int]) -> bool:
+    """Whether one example of ``input_shape`` is an image: ``(h, w)`` or ``(h, w, c)``."""
+    return len(input_shape) in (2, 3)
+
+
 class Model(nnx.Module):
-    """Base of the zoo: the input-size contract and the layer factory."""
+    """Base of the zoo: the input contract and the layer factory."""
 
     min_input: ClassVar[int] = 1
     kernel_init: ClassVar[Initializer] = LECUN_NORMAL
+    images: ClassVar[bool] = True
+
+    @classmethod
+    def takes(cls, input_shape: Sequence[int]) -> bool:
+        """Whether the model's layers take examples of ``input_shape``."""
+        return is_image(input_shape) or not cls.images
+
+    @classmethod
+    def input_size(cls, input_shape: Sequence[int]) -> int:
+        """The values per example and channel its first layer sees: an image's pixels (``input_hw``), or the
+        features of any other input."""
+        if not is_image(input_shape):
+            return prod(input_shape)
+        height, width = cls.input_hw(input_shape)
+        return height * width
+
+    @staticmethod
+    def channels(input_shape: Sequence[int]) -> int:
+        """An image's channels: one for ``(h, w)``."""
+        return int(input_shape[2]) if len(input_shape) == 3 else 1
 
     @classmethod
     def input_hw(cls, input_shape: Sequence[int]) -> tuple[int, int]:
@@ -149,7 +177,10 @@ class Model(nnx.Module):
         return Layers(rngs, cls.kernel_init, selu)
 
     def fit_input(self, x: jax.Array) -> jax.Array:
-        """``x`` resized (bilinear) to at least ``min_input`` per side; shapes are static, so no cost otherwise."""
+        """``x`` resized (bilinear) to at least ``min_input`` per side, a channel axis given to ``(n, h, w)``;
+        shapes are static, so no cost otherwise."""
+        if x.ndim == 3:
+            x = x[..., None]
         h, w = self.input_hw(x.shape[1:3])
         if (h, w) == tuple(x.shape[1:3]):
             return x

@@ -19,6 +19,7 @@ from afos.config import EvaluatorSettings, FitnessSettings
 from afos.fitness import own, zoo
 from afos.fitness.batched import Batched, default_mode
 from afos.fitness.evaluator import Evaluator, Sequential
+from afos.fitness.layers import is_image
 from afos.fitness.problem import FitnessProblem
 from afos.words import plural
 
@@ -53,15 +54,20 @@ def choose_backend(settings: FitnessSettings, input_shape: Sequence[int], candid
         return "sequential", f"batched is not measured on {platform} yet"
     if settings.model not in AUTO_CPU_MODELS:
         return "sequential", f"batched is not measured for {settings.model}"
-    height, width = zoo.MODELS[settings.model].input_hw(input_shape)
-    pixels = height * width * settings.batch_size
-    batches = f"batches of {plural(settings.batch_size, f'{height}x{width} image')}"
-    if pixels > AUTO_CPU_MAX_PIXELS_PER_BATCH:
-        return "sequential", (f"{batches} are {pixels} pixels per batch (batched is faster up to "
-                              f"{AUTO_CPU_MAX_PIXELS_PER_BATCH})")
+    # flat features (a user's tabular data) count as the pixels of an image: what the mlp's first layer reads
+    model = zoo.MODELS[settings.model]
+    size = model.input_size(input_shape) * settings.batch_size
+    if is_image(input_shape):
+        height, width = model.input_hw(input_shape)
+        batches = f"batches of {plural(settings.batch_size, f'{height}x{width} image')} ({size} pixels per batch)"
+    else:
+        batches = f"batches of {plural(settings.batch_size, f'{model.input_size(input_shape)}-feature example')} " \
+                  f"({size} input values per batch)"
+    if size > AUTO_CPU_MAX_PIXELS_PER_BATCH:
+        return "sequential", f"{batches}: batched is faster only up to {AUTO_CPU_MAX_PIXELS_PER_BATCH}"
     if candidates is None or candidates < AUTO_CPU_MIN_CANDIDATES:
         return "sequential", f"too few candidates for batched's one compilation to pay (< {AUTO_CPU_MIN_CANDIDATES})"
-    return "batched", f"{plural(candidates, 'candidate')} on {batches} ({pixels} pixels per batch) on the CPU"
+    return "batched", f"{plural(candidates, 'candidate')} on {batches} on the CPU"
 
 
 def share(candidates: int | None, places: int) -> int | None:

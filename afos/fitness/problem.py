@@ -50,7 +50,7 @@ class FitnessProblem:
             zoo.check(settings.model, self.model_options(settings))
             self.factory = None if settings.model in zoo.MODELS else own.factory(settings.model)
         self.settings = settings
-        self._dataset = dataset
+        self._dataset = None if dataset is None else self._fitting(dataset)
         self._longer: dict[int, FitnessProblem] = {}
 
     @staticmethod
@@ -62,8 +62,15 @@ class FitnessProblem:
         if self.objective is not None:
             raise DataError(f"objective {self.settings.objective!r} brings its own data: afos loads none")
         if self._dataset is None:
-            self._dataset = load_data(self.settings)
+            self._dataset = self._fitting(load_data(self.settings))
         return self._dataset
+
+    def _fitting(self, dataset: data_lib.Dataset) -> data_lib.Dataset:
+        """``dataset`` once the model takes its inputs (``zoo.check_input``: a CNN needs images), checked where the
+        data is loaded, before any training."""
+        if self.objective is None:
+            zoo.check_input(self.settings.model, dataset.input_shape, self.settings.dataset)
+        return dataset
 
     def prepare(self) -> None:
         """Loads the data now (an objective loads its own), so that bad data fails before any work."""

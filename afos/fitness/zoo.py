@@ -36,7 +36,7 @@ class CNNSmall(Model):
 
     def __init__(self, act: Act, input_shape: Sequence[int], num_classes: int, *, rngs: nnx.Rngs,
                  selu: bool = False):
-        (height, width), channels = self.input_hw(input_shape), input_shape[2]
+        (height, width), channels = self.input_hw(input_shape), self.channels(input_shape)
         make = self.layers(rngs, selu)
         self.act = act
         self.conv1 = make.conv(channels, 32)
@@ -51,7 +51,10 @@ class CNNSmall(Model):
 
 
 class MLP(Model):
-    """A fully connected network with hidden widths ``topology`` and the activation after each."""
+    """A fully connected network with hidden widths ``topology`` and the activation after each; it takes any input
+    (images or flat features) and flattens it."""
+
+    images = False
 
     def __init__(self, act: Act, input_shape: Sequence[int], num_classes: int, *, rngs: nnx.Rngs,
                  selu: bool = False, topology: Sequence[int] = (128, 64)):
@@ -78,7 +81,7 @@ class MnistCNN(Model):
 
     def __init__(self, act: Act, input_shape: Sequence[int], num_classes: int, *, rngs: nnx.Rngs,
                  selu: bool = False):
-        (h, w), channels = self.input_hw(input_shape), input_shape[2]
+        (h, w), channels = self.input_hw(input_shape), self.channels(input_shape)
         make = self.layers(rngs, selu)
         self.act = act
         self.conv1 = make.conv(channels, 32, padding="VALID")
@@ -104,7 +107,7 @@ class KerasCifar10CNN(Model):
 
     def __init__(self, act: Act, input_shape: Sequence[int], num_classes: int, *, rngs: nnx.Rngs,
                  selu: bool = False):
-        (h, w), channels = self.input_hw(input_shape), input_shape[2]
+        (h, w), channels = self.input_hw(input_shape), self.channels(input_shape)
         make = self.layers(rngs, selu)
         self.act = act
         self.convs = nnx.List([make.conv(channels, 32), make.conv(32, 32, padding="VALID"),
@@ -131,7 +134,7 @@ class AfosVGG(Model):
 
     def __init__(self, act: Act, input_shape: Sequence[int], num_classes: int, *, rngs: nnx.Rngs,
                  selu: bool = False):
-        (h, w), channels = self.input_hw(input_shape), input_shape[2]
+        (h, w), channels = self.input_hw(input_shape), self.channels(input_shape)
         make = self.layers(rngs, selu)
         self.act = act
         ins = (channels, *self.widths[:-1])
@@ -179,7 +182,7 @@ class ResNet20(Model):
                  selu: bool = False):
         make = self.layers(rngs, selu)
         self.act = act
-        self.stem = make.conv(input_shape[2], self.stages[0], use_bias=False)
+        self.stem = make.conv(self.channels(input_shape), self.stages[0], use_bias=False)
         self.stem_bn = make.norm(self.stages[0])
         blocks, cin = [], self.stages[0]
         for i, cout in enumerate(self.stages):
@@ -204,7 +207,7 @@ class VGGSmall(Model):
 
     def __init__(self, act: Act, input_shape: Sequence[int], num_classes: int, *, rngs: nnx.Rngs,
                  selu: bool = False):
-        (h, w), cin = self.input_hw(input_shape), input_shape[2]
+        (h, w), cin = self.input_hw(input_shape), self.channels(input_shape)
         make = self.layers(rngs, selu)
         self.act = act
         convs = []
@@ -235,7 +238,7 @@ class MobileNetSmall(Model):
         make = self.layers(rngs, selu)
         self.act = act
         cin = 32
-        self.stem = make.conv(input_shape[2], cin, use_bias=False)
+        self.stem = make.conv(self.channels(input_shape), cin, use_bias=False)
         self.stem_bn = make.norm(cin)
         depthwise, pointwise, norms = [], [], []
         for cout, stride in self.blocks:
@@ -265,7 +268,7 @@ class AlexNetSmall(Model):
 
     def __init__(self, act: Act, input_shape: Sequence[int], num_classes: int, *, rngs: nnx.Rngs,
                  selu: bool = False):
-        (h, w), cin = self.input_hw(input_shape), input_shape[2]
+        (h, w), cin = self.input_hw(input_shape), self.channels(input_shape)
         make = self.layers(rngs, selu)
         self.act = act
         self.convs = nnx.List([make.conv(a, b, kernel=k) for a, b, k in
@@ -313,7 +316,7 @@ class CCTSmall(Model):
 
     def __init__(self, act: Act, input_shape: Sequence[int], num_classes: int, *, rngs: nnx.Rngs,
                  selu: bool = False):
-        (h, w), channels = self.input_hw(input_shape), input_shape[2]
+        (h, w), channels = self.input_hw(input_shape), self.channels(input_shape)
         make = self.layers(rngs, selu)
         self.act = act
         self.tokenizer = make.conv(channels, self.dim, use_bias=False)
@@ -363,6 +366,19 @@ def check(name: str, options=()) -> None:
     unknown = sorted(set(options) - set(options_of(name)))
     if unknown:
         raise ModelError(f"model {name!r} has no option {unknown[0]!r} (options: {', '.join(options_of(name))})")
+
+
+def check_input(name: str, input_shape: Sequence[int], dataset: str) -> None:
+    """A ModelError unless model ``name`` takes examples of ``input_shape`` from ``dataset``: an image model of
+    the zoo needs images (``layers.Model.images``); the mlp and a user's model take what they are given."""
+    if name in MODELS and not MODELS[name].takes(input_shape):
+        shape = ", ".join(["n", *(str(int(d)) for d in input_shape)]) + ("," if not input_shape else "")
+        raise ModelError(f"model {name!r} needs image inputs (n, h, w[, c]); dataset {dataset!r} gives ({shape})")
+
+
+def needs_images(name: str) -> bool:
+    """Whether model ``name`` is an image model of the zoo (a user's model takes what it is given)."""
+    return name in MODELS and MODELS[name].images
 
 
 def build(name: str, act: Act, input_shape: Sequence[int], num_classes: int, seed: int, **options) -> nnx.Module:

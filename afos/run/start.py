@@ -128,7 +128,7 @@ def describe_sizes(config: Config) -> str:
         return ""
     sizes = data_lib.split_sizes(f.dataset, f.val_fraction, f.data_dir, count=False)
     if sizes is None:
-        return f"{f.train_size or 'all'} training and {f.val_size or 'all'} validation images"
+        return f"{f.train_size or 'all'} training and {f.val_size or 'all'} validation examples"  # a user's data
     used = data_lib.subset_sizes(f.dataset, sizes, f.train_size, f.val_size)
     return f"{used.train} training and {used.val} validation images"
 

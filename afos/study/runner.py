@@ -21,10 +21,11 @@ from afos.config import FitnessSettings
 from afos.errors import BenchError, ObjectiveExitError
 from afos.expr import ir, parse
 from afos.expr.gain import unit_gain
-from afos.fitness import compile_cache
+from afos.fitness import compile_cache, zoo
+from afos.fitness import data as data_lib
 from afos.fitness.data import DATA_SETTINGS, Dataset, Split
 from afos.fitness.own import ObjectiveFailedError
-from afos.fitness.problem import FitnessProblem
+from afos.fitness.problem import FitnessProblem, load_data
 from afos.run.files import append_jsonl, read_jsonl, repair_jsonl, write_text_atomic
 from afos.study.bench import ENVIRONMENT, RESULTS, SPEC, BenchSpec, Cell, cells, read_spec, spec_to_dict
 
@@ -168,6 +169,24 @@ def _data_key(settings: FitnessSettings) -> tuple:
     return tuple(getattr(settings, k) for k in DATA_SETTINGS)
 
 
+def _check_inputs(spec: BenchSpec) -> tuple[tuple, Dataset] | None:
+    """A ModelError unless every cell's model takes its dataset's inputs (``zoo.check_input``: a CNN needs images),
+    before anything is written. afos's own datasets give images; a user's is loaded to see its inputs where an
+    image model will train on it. Returns the last data loaded (its key and the dataset), else None."""
+    trained = [c for c in cells(spec) if not c.settings.objective]
+    loaded = None
+    for dataset in dict.fromkeys(c.dataset for c in trained):
+        mine = [c for c in trained if c.dataset == dataset]
+        models = dict.fromkeys(c.settings.model for c in mine)
+        if data_lib.gives_images(dataset) or not any(zoo.needs_images(m) for m in models):
+            continue
+        data = load_data(mine[0].settings)
+        for model in models:
+            zoo.check_input(model, data.input_shape, dataset)
+        loaded = (_data_key(mine[0].settings), data)
+    return loaded
+
+
 def run(spec: BenchSpec, out_dir: str | Path, reporter: BenchReporter | None = None) -> list[dict[str, Any]]:
     """Trains every cell of ``spec`` not yet in ``out_dir/results.jsonl``; returns the spec's records.
 
@@ -176,6 +195,7 @@ def run(spec: BenchSpec, out_dir: str | Path, reporter: BenchReporter | None = N
     """
     out_dir = Path(out_dir)
     reporter = reporter or SilentReporter()
+    loaded = _check_inputs(spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     compile_cache.enable()  # a benchmark run again compiles the same cells
     write_text_atomic(out_dir / SPEC, tomli_w.dumps(spec_to_dict(spec)))
@@ -183,7 +203,6 @@ def run(spec: BenchSpec, out_dir: str | Path, reporter: BenchReporter | None = N
         write_text_atomic(out_dir / ENVIRONMENT, json.dumps(environment(), indent=2))
     todo, total = _pending(spec, out_dir / RESULTS)
     reporter.started(total, total - len(todo))
-    loaded: tuple[tuple, Dataset] | None = None
     for cell in todo:
         if cell.settings.objective:  # the objective loads its own data
             problem = FitnessProblem(cell.settings)
