@@ -13,8 +13,8 @@ PACKAGE = Path(afos.__file__).parent
 MODULES = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
 # Each layer may import the ones before it, never one after it.
 LAYERS = ["errors", "words", "plugins", "types", "expr", "ga.space", "config", "ga", "run.files", "run.manifest",
-          "run.memory", "run.records", "run.health", "run.lock", "run.rundir", "fitness", "examples", "run.start",
-          "run.driver", "study", "export", "cli"]
+          "run.memory", "run.records", "run.health", "run.checkpoints", "run.lock", "run.rundir", "fitness", "examples",
+          "run.start", "run.driver", "study", "export", "cli"]
 
 
 def _layer(module: str) -> int:

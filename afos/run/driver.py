@@ -62,17 +62,12 @@ class SearchReporter(Protocol):
 
 
 class SilentReporter:
-    def generation_started(self, generation: int, size: int) -> None:
-        pass
+    """Tells nobody (``afos.search(verbose=False)``, tests)."""
 
-    def evaluated(self, line: Evaluation) -> None:
-        pass
-
-    def generation_finished(self, generation: int, front: list[FrontEntry]) -> None:
-        pass
-
-    def message(self, text: str) -> None:
-        pass
+    def generation_started(self, generation: int, size: int) -> None: ...
+    def evaluated(self, line: Evaluation) -> None: ...
+    def generation_finished(self, generation: int, front: list[FrontEntry]) -> None: ...
+    def message(self, text: str) -> None: ...
 
 
 Describe = Callable[[sympy.Expr], Candidate]

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -37,8 +36,9 @@ from afos.config import Config
 from afos.errors import AfosError, AfosWarning, RunError, command, read_text
 from afos.ga import memo
 from afos.ga.front import FrontEntry, ranked
-from afos.run import health, manifest
+from afos.run import checkpoints, health, manifest
 from afos.run import records as records_lib
+from afos.run.checkpoints import CHECKPOINT, PREVIOUS_CHECKPOINT  # noqa: F401 (rundir.CHECKPOINT)
 from afos.run.files import append_jsonl, create_directory, repair_jsonl, unused_path, write_text_atomic
 from afos.run.lock import Messenger, run_lock
 from afos.run.records import Evaluation
@@ -46,8 +46,6 @@ from afos.words import plural
 
 CONFIG = "config.toml"
 EVALUATIONS = "evaluations.jsonl"
-CHECKPOINT = "checkpoint.json"
-PREVIOUS_CHECKPOINT = "checkpoint.prev.json"
 PARETO = "pareto.csv"
 VALIDATION = "validation.csv"  # written by `afos validate` (held-out test split, fresh seeds)
 VALIDATION_DIR = "validation"  # its benchmark directory (resumable)
@@ -258,51 +256,18 @@ class Run:
         """RunError unless the run keeps the files and settings its start wrote (``afos.run.manifest``)."""
         manifest.check(self.path, self.path / CONFIG)
 
-    # --- the checkpoint -----------------------------------------------------------------------------
+    # --- the checkpoint (``afos.run.checkpoints``) ------------------------------------------------------
     def checkpoint(self) -> dict[str, Any] | None:
-        """The newest readable checkpoint's body (None: there is none yet); falls back to the previous one
-        with a warning, and raises RunError if neither can be read (``manifest.NewerFormatError`` at once where
-        a newer afos wrote one: refused, never set aside)."""
-        current, previous = self.path / CHECKPOINT, self.path / PREVIOUS_CHECKPOINT
-        if not current.exists() and not previous.exists():
-            return None
-        errors = []
-        for path in (current, previous):
-            if not path.exists():
-                continue
-            try:
-                data = manifest.read_checkpoint(path)
-                if why := records_lib.checkpoint_problem(data):
-                    raise ValueError(why)  # read as unreadable: the previous checkpoint, or the log replayed
-            except (ValueError, OSError) as err:
-                errors.append(f"{path.name}: {err}")
-                continue
-            if errors:
-                warnings.warn(f"{self.path}: {'; '.join(errors)}; using {path.name}", AfosWarning, stacklevel=2)
-            return data
-        raise RunError(f"{self.path}: no readable checkpoint ({'; '.join(errors)})")
+        """The newest readable checkpoint's body (None: none yet; ``checkpoints.read``)."""
+        return checkpoints.read(self.path)
 
     def ensure_checkpoint(self, body: dict[str, Any]) -> None:
-        """Writes ``body`` as the first checkpoint unless one can be read; unreadable ones are kept aside as
-        ``checkpoint*.damaged.json`` (a resume that rebuilt the state from the log writes its own). The caller
-        holds the lock."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a fallback to the previous checkpoint was reported on reading it
-            try:
-                if self.checkpoint() is not None:
-                    return
-            except RunError:
-                for name in (CHECKPOINT, PREVIOUS_CHECKPOINT):
-                    health.keep_aside(self.path / name)
-        self.write_checkpoint(body)
+        """``body`` as the first checkpoint unless one can be read (``checkpoints.ensure``)."""
+        checkpoints.ensure(self.path, body)
 
     def write_checkpoint(self, body: dict[str, Any]) -> None:
         """Atomically replaces the checkpoint, keeping the one before it."""
-        text = manifest.checkpoint_text(body)
-        current = self.path / CHECKPOINT
-        if current.exists():
-            os.replace(current, self.path / PREVIOUS_CHECKPOINT)
-        write_text_atomic(current, text)
+        checkpoints.write(self.path, body)
 
     def resume_point(self, warn: Callable[[str], None]) -> dict[str, Any] | None:
         """The checkpoint a resume goes on from, checked against the log; None: from generation 0, replaying
