@@ -107,7 +107,7 @@ def test_nan_test_scores_are_missing_through_search_validate_show_and_export(tmp
     run = Run.open(run_dir)
     assert {r.status for r in run.records()} <= {"ok", "anchor", "rejected", "cached"}
     assert all(r.val_accuracy is not None for r in run.records() if r.status != "rejected")
-    assert main(["validate", str(run_dir), "--top", "1", "--seeds", "4", "--epochs", "1"]) == 0
+    assert main(["validate", str(run_dir), "--top", "1", "--seeds", "4", "--epochs", "1", "--trust-run"]) == 0
     odd = [r for r in read_results(run_dir / "validation")[1] if r["seed"] % 2]
     assert odd and all(r["final"]["test_accuracy"] is None and r["final"]["val_accuracy"] > 0 for r in odd)
     relu = next(r for r in run.validation() if r["activation"] == "relu")
@@ -132,10 +132,11 @@ def test_an_objective_that_calls_sys_exit_stops_afos_with_its_status_and_the_run
     assert main(["search", "--objective", "objs:score", "--run-dir", str(run_dir), *TINY]) == 3
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert errors == [f"afos search: error: the objective 'objs:score' called sys.exit(3): the search stopped in "
-                      f"generation 0; every finished evaluation is saved; resume with: afos resume {run_dir}"]
+                      f"generation 0; every finished evaluation is saved; resume with: afos resume {run_dir} --trust "
+                      "objs:score"]
     assert len(Run.open(run_dir).records()) == 5
     monkeypatch.delenv("OBJS_EXIT_AT")
-    assert main(["resume", str(run_dir)]) == 0
+    assert main(["resume", str(run_dir), "--trust", "objs:score"]) == 0  # the hint, as it is
 
     def lines(path):
         return [{k: v for k, v in r.to_json().items() if k != "seconds"} for r in Run.open(path).records()]
@@ -149,13 +150,13 @@ def test_sys_exit_in_validate_keeps_its_status_and_the_finished_cells(tmp_path, 
     sys.modules.pop("objs")
     monkeypatch.setenv("OBJS_EXIT_AT", "3")
     capsys.readouterr()
-    assert main(["validate", str(run_dir), "--top", "1", "--seeds", "2", "--epochs", "1"]) == 3
+    assert main(["validate", str(run_dir), "--top", "1", "--seeds", "2", "--epochs", "1", "--trust-run"]) == 3
     err = capsys.readouterr().err
     assert (f"afos validate: error: the objective 'objs:score' called sys.exit(3): every finished cell is saved in "
             f"{run_dir / 'validation'}; the same command goes on from there") in err
     assert len((run_dir / "validation" / "results.jsonl").read_text().splitlines()) == 2
     monkeypatch.delenv("OBJS_EXIT_AT")
-    assert main(["validate", str(run_dir), "--top", "1", "--seeds", "2", "--epochs", "1"]) == 0
+    assert main(["validate", str(run_dir), "--top", "1", "--seeds", "2", "--epochs", "1", "--trust-run"]) == 0
 
 
 @pytest.mark.parametrize(("code", "called", "status"), [

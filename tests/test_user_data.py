@@ -123,7 +123,7 @@ def test_validate_refuses_a_test_split_gone_empty_before_training(tmp_path, monk
         (folder / "mydata.py").write_text(LOADER.format(end=160))  # the user's data changed since the search
         sys.modules.pop("mydata")
         with pytest.raises(DataError, match="^dataset 'mydata:load': the test split is empty"):
-            validate(Run.open(run.path), top=1, seeds=2, epochs=1)
+            validate(Run.open(run.path), top=1, seeds=2, epochs=1, trust_run=True)
         assert not list((run.path / "validation").glob("results.jsonl"))  # nothing was trained
     finally:
         sys.modules.pop("mydata", None)
@@ -191,11 +191,11 @@ def test_flat_features_are_searched_and_validated_with_the_mlp(tmp_path, flat, c
     assert run.config.fitness.gain == "unit" and relu.val_accuracy > 0.9  # the blobs are separable
     # an image model is refused before anything is written, although the mlp's cells come first in each seed
     assert main(["validate", str(run_dir), "--top", "1", "--seeds", "2", "--epochs", "1",
-                 "--models", "mlp,mnist-cnn"]) == 2
+                 "--models", "mlp,mnist-cnn", "--trust-run"]) == 2
     assert _errors(capsys) == ["afos validate: error: model 'mnist-cnn' needs image inputs (n, h, w[, c]); "
                                "dataset 'flatblobs:load' gives (n, 10)"]
     assert not (run_dir / "validation").exists()
-    assert main(["validate", str(run_dir), "--top", "1", "--seeds", "2", "--epochs", "1"]) == 0
+    assert main(["validate", str(run_dir), "--top", "1", "--seeds", "2", "--epochs", "1", "--trust-run"]) == 0
     rows = {r["activation"]: r for r in csv.DictReader((run_dir / "validation.csv").open())}
     assert float(rows["relu"]["test_accuracy_mean"]) > 0.9 and rows["relu"]["n"] == "2"
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from afos import config as config_lib
 from afos.cli.display import BenchProgress, RichReporter, console, print_calibration, print_run
-from afos.errors import ConfigError, RunError, command
+from afos.errors import ConfigError, RunError
 from afos.run.lock import ignore_sigint
 from afos.run.rundir import Run, new_run_dir
 from afos.study.verdict import cannot_conclude
@@ -121,8 +121,10 @@ def _resumable(run_dir: Path) -> Iterator[None]:
     except KeyboardInterrupt as err:
         if str(err) or not Run.exists(run_dir):
             raise
+        from afos.run import start
+
         raise KeyboardInterrupt("stopped by Ctrl-C; every finished evaluation is saved; resume with: "
-                                f"{command('resume', run_dir)}") from None
+                                f"{start.resume_command(Run.open(run_dir))}") from None
 
 
 def cmd_search(args: argparse.Namespace) -> int:

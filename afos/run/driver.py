@@ -28,7 +28,7 @@ import sympy
 from afos import config as config_lib
 from afos import types
 from afos.config import Config
-from afos.errors import ObjectiveExitError, RunError, command
+from afos.errors import ObjectiveExitError, RunError
 from afos.expr import STANDARD_ACTIVATIONS, Candidate, analyse, parse
 from afos.expr.names import canonical, label
 from afos.fitness import compile_cache
@@ -255,7 +255,7 @@ def _added_part(line: Evaluation, have: int) -> Fitness:
 
 def _drive(run: Run, search: Search, state: SearchState, evaluator: Evaluator,
            reporter: SearchReporter, memory: FitnessMemory | None = None) -> SearchState:
-    hint = f"resume with: {command('resume', run.path)}"
+    hint = f"resume with: {start.resume_command(run)}"
     with run.lock(reporter), stop_on_sigint(reporter, hint) as stop:
         run.repair()  # a line a kill cut short: new lines start on a line of their own
         run.ensure_checkpoint(search.save(state))

@@ -24,7 +24,7 @@ import sympy
 from afos import config as config_lib
 from afos import plugins
 from afos.config import Config
-from afos.errors import AfosError, ExpressionError, RunError
+from afos.errors import AfosError, ExpressionError, RunError, command
 from afos.expr import Candidate, analyse, parse
 from afos.fitness import data as data_lib
 from afos.ga import genome
@@ -159,6 +159,14 @@ def reopen(run: Run, warn: Callable[[str], None], trust_run: bool = False, given
     imported = consent(run, trust_run, given, skip, places)
     run.check_sources(warn)
     return imported
+
+
+def resume_command(run: Run) -> str:
+    """The command that resumes ``run``, as a hint to whoever started it: with ``--trust NAME`` for each of the
+    user's own names it trains with, which a resume imports only with consent (``consent``)."""
+    names = [name for kind, name in run.trains_with().items() if not _afos_own(kind, name)
+             and plugins.foreign(kind, name)]
+    return command("resume", run.path, *(word for name in names for word in ("--trust", name)))
 
 
 def consent(run: Run, trust_run: bool = False, given: Mapping[str, str] | None = None,
