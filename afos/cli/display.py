@@ -30,7 +30,7 @@ from afos.run.rundir import Run
 from afos.study.planted import recovery_line
 from afos.study.verdict import STALE, Standing, judge, standing, verdict_lines
 from afos.types import metric_names
-from afos.words import plural
+from afos.words import plural, printable
 
 # Where nothing is a terminal (a file, a pipe), no line is wrapped or cut: as wide as what is printed.
 LOG_WIDTH = 100_000
@@ -49,12 +49,6 @@ def output(stderr: bool = False) -> Console:
 # lines that the page wraps, not rich.
 console = output(stderr=True)
 console.soft_wrap = not console.is_terminal
-
-
-def printable(value: Any) -> str:
-    """``value`` as text a terminal shows as it is: control characters (an escape sequence read from a run's
-    files) written out as escapes."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in str(value))
 
 
 def shown(value: Any) -> Text:

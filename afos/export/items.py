@@ -14,7 +14,7 @@ from afos.expr.names import known
 from afos.ga.front import FrontEntry
 from afos.run.records import format_validation_row
 from afos.study.verdict import Standing, judge, judged_rows
-from afos.words import plural
+from afos.words import plural, printable
 
 # to_text of a parsed expression only uses these characters: safe inside a docstring.
 _PLAIN = re.compile(r"[\w.+\-*/(), ]*")
@@ -128,15 +128,11 @@ SAFE_NOTE = (
 )
 
 
-def one_line(text: str) -> str:
-    """``text`` (with names and values read from a run's files) as one line of a comment or docstring: every line
-    break and control character written out as its escape (``\\n``), so nothing it holds starts a line of code."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
-
-
 def header(items: Sequence[Item], target: str, prefix: str = "", note: str = SAFE_NOTE) -> str:
-    """The provenance block: a docstring body (prefix "") or comment lines (prefix "% " or "# "), each line
-    ``one_line`` (the only place the text of a run's files enters a generated file)."""
+    """The provenance block: a docstring body (prefix "") or comment lines (prefix "% " or "# "), each line kept one
+    line by ``printable`` (the only place the text of a run's files enters a generated file): every line break and
+    control character in the names and values read from a run's files is written out as its escape (``\\n``), so
+    nothing it holds starts a line of code."""
     lines = [f"afos activation{'s' if len(items) > 1 else ''} exported for {target}.", ""]
     for item, (fn, _) in zip(items, names(items), strict=True):
         if len(items) > 1:
@@ -144,7 +140,7 @@ def header(items: Sequence[Item], target: str, prefix: str = "", note: str = SAF
         lines.extend(("    " if len(items) > 1 else "") + line for line in item.provenance())
     if note:
         lines += ["", *note.splitlines()]
-    return "\n".join((prefix + one_line(line)).rstrip() for line in lines) + "\n"
+    return "\n".join((prefix + printable(line)).rstrip() for line in lines) + "\n"
 
 
 def docstring(items: Sequence[Item], target: str, note: str = SAFE_NOTE) -> str:

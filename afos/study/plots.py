@@ -27,6 +27,7 @@ from afos.expr.names import canonical  # noqa: E402
 from afos.ga.front import FrontEntry  # noqa: E402
 from afos.run.records import Evaluation  # noqa: E402
 from afos.types import ANCHOR, RESCORINGS  # noqa: E402
+from afos.words import printable  # noqa: E402
 
 DPI = 110
 METRIC_TITLES = {
@@ -57,8 +58,7 @@ def plain(text: str) -> str:
     """A label (read from a file, perhaps) as matplotlib should draw it: as it is. Every ``$`` is escaped, so no
     mathtext is parsed (two of them around ``\\frac{`` would be a ParseError when the figure is drawn), and control
     characters are written out as escapes (a font has no glyph for them)."""
-    shown = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
-    return shown.replace("$", r"\$")
+    return printable(text).replace("$", r"\$")
 
 
 def _short(text: str, n: int = 28) -> str:

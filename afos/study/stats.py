@@ -22,7 +22,7 @@ import scipy.stats
 from statsmodels.stats.multitest import multipletests
 
 from afos.study.bench import METRICS, BenchSpec
-from afos.words import plural
+from afos.words import plural, printable
 
 
 @dataclass(frozen=True)
@@ -312,15 +312,10 @@ _MARKDOWN_SYNTAX = re.compile(r"([\\`*_\[\]<>|~$&])")
 _BLOCK_START = re.compile(r"^([#+=-]|\d+(?=[.)]))([.)]?)")
 
 
-def _printable(text: str) -> str:
-    """``text`` with every control character but the tab written out as its escape (``\\x1b``): no terminal
-    sequence."""
-    return "".join(ch if ch.isprintable() or ch == "\t" else ch.encode("unicode_escape").decode("ascii") for ch in text)
-
-
 def markdown_inline(text: str) -> str:
-    """One line of ``text`` as markdown shows it: its syntax characters escaped, control characters written out."""
-    return _MARKDOWN_SYNTAX.sub(r"\\\1", _printable(text))
+    """One line of ``text`` as markdown shows it: its syntax characters escaped, control characters but the tab
+    written out as escapes (``printable``)."""
+    return _MARKDOWN_SYNTAX.sub(r"\\\1", printable(text, keep="\t"))
 
 
 def markdown_text(text: str) -> str:
@@ -339,7 +334,7 @@ def markdown_fence(text: str) -> str:
     """``text`` as a fenced code block that it cannot close: the fence is longer than any run of backticks in it."""
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
-    body = "\n".join(_printable(line) for line in text.rstrip().splitlines())
+    body = "\n".join(printable(line, keep="\t") for line in text.rstrip().splitlines())
     return f"{fence}\n{body}\n{fence}"
 
 
