@@ -182,11 +182,26 @@ USER_MODULE = textwrap.dedent('''
 ''')
 
 @pytest.fixture
-def user_module(tmp_path, monkeypatch):
+def user_code(tmp_path, monkeypatch):
+    """``write(name, source)``: the module ``name`` of a user's own code, in a folder on ``sys.path``
+    (``tmp_path / "user"``, which it returns); every module it wrote is forgotten after the test."""
     folder = tmp_path / "user"
     folder.mkdir()
-    (folder / "usernets.py").write_text(USER_MODULE)
     monkeypatch.syspath_prepend(str(folder))
+    written = []
+
+    def write(name: str, source: str):
+        (folder / f"{name}.py").write_text(source)
+        written.append(name)
+        return folder
+
+    yield write
+    for name in written:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def user_module(user_code, monkeypatch):
+    folder = user_code("usernets", USER_MODULE)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]))
-    yield folder
-    sys.modules.pop("usernets", None)
+    return folder

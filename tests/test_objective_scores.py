@@ -48,13 +48,8 @@ TINY = ["--population", "2", "--generations", "1", "--fitness-seeds", "1"]
 
 
 @pytest.fixture
-def objs(tmp_path, monkeypatch):
-    folder = tmp_path / "user"
-    folder.mkdir()
-    (folder / "objs.py").write_text(OBJECTIVES)
-    monkeypatch.syspath_prepend(str(folder))
-    yield
-    sys.modules.pop("objs", None)
+def objs(user_code):
+    user_code("objs", OBJECTIVES)
 
 
 def _call(value, direction="max"):

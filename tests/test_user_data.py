@@ -110,37 +110,25 @@ def test_a_search_refuses_bad_data_before_its_run_directory_exists(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_validate_refuses_a_test_split_gone_empty_before_training(tmp_path, monkeypatch):
+def test_validate_refuses_a_test_split_gone_empty_before_training(tmp_path, user_code):
     from afos.study.validate import validate
 
-    folder = tmp_path / "user"
-    folder.mkdir()
-    (folder / "mydata.py").write_text(LOADER.format(end=""))
-    monkeypatch.syspath_prepend(str(folder))
-    try:
-        run = afos.search(None, tmp_path / "run", model="mlp", dataset="mydata:load", population=2, generations=0,
-                          topology=[8], epochs=1)
-        (folder / "mydata.py").write_text(LOADER.format(end=160))  # the user's data changed since the search
-        sys.modules.pop("mydata")
-        with pytest.raises(DataError, match="^dataset 'mydata:load': the test split is empty"):
-            validate(Run.open(run.path), top=1, seeds=2, epochs=1, trust_run=True)
-        assert not list((run.path / "validation").glob("results.jsonl"))  # nothing was trained
-    finally:
-        sys.modules.pop("mydata", None)
+    folder = user_code("mydata", LOADER.format(end=""))
+    run = afos.search(None, tmp_path / "run", model="mlp", dataset="mydata:load", population=2, generations=0,
+                      topology=[8], epochs=1)
+    (folder / "mydata.py").write_text(LOADER.format(end=160))  # the user's data changed since the search
+    sys.modules.pop("mydata")
+    with pytest.raises(DataError, match="^dataset 'mydata:load': the test split is empty"):
+        validate(Run.open(run.path), top=1, seeds=2, epochs=1, trust_run=True)
+    assert not list((run.path / "validation").glob("results.jsonl"))  # nothing was trained
 
 
-def test_the_command_line_says_it_in_one_line(tmp_path, capsys, monkeypatch):
+def test_the_command_line_says_it_in_one_line(tmp_path, capsys, user_code):
     from afos.cli import main
 
-    folder = tmp_path / "user"
-    folder.mkdir()
-    (folder / "onedata.py").write_text(LOADER.format(end="").replace("integers(0, 3, 200)", "integers(0, 1, 200)"))
-    monkeypatch.syspath_prepend(str(folder))
-    try:
-        assert main(["search", "--model", "mlp", "--dataset", "onedata:load", "--run-dir", str(tmp_path / "r"),
-                     "--population", "2", "--generations", "0"]) == 2
-    finally:
-        sys.modules.pop("onedata", None)
+    user_code("onedata", LOADER.format(end="").replace("integers(0, 3, 200)", "integers(0, 1, 200)"))
+    assert main(["search", "--model", "mlp", "--dataset", "onedata:load", "--run-dir", str(tmp_path / "r"),
+                 "--population", "2", "--generations", "0"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert errors == [
         "afos search: error: dataset 'onedata:load': the train split holds only class 0: a classifier needs examples "
