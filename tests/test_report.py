@@ -9,10 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.stats
-import tomli_w
+from fakes import write_bench
 
 from afos.cli import main
-from afos.run.files import append_jsonl
 from afos.run.rundir import Run
 from afos.study import bench, report, runner
 
@@ -25,18 +24,7 @@ def bench_dir(tmp_path):
     """A finished benchmark written by hand (no training): 3 activations, 2 cases, 3 seeds, 3 epochs."""
     spec = bench.make_spec({"activations": "relu,elu,x*erf(x)", "models": ["cnn-small", "mlp"], "seeds": 3,
                             "epochs": 3, "name": "hand"})
-    (tmp_path / bench.SPEC).write_text(tomli_w.dumps(bench.spec_to_dict(spec)))
-    rng = np.random.default_rng(0)
-    for cell in bench.cells(spec):
-        base = 0.7 + 0.05 * spec.labels.index(cell.activation.label)
-        history = [{"epoch": e, "train_loss": 1 / e, "train_accuracy": base + 0.02 * e,
-                    "val_loss": 1.1 / e, "val_accuracy": base + 0.01 * e + rng.normal(0, 0.01),
-                    "test_loss": 1.2 / e, "test_accuracy": base + 0.01 * e + rng.normal(0, 0.02)} for e in (1, 2, 3)]
-        append_jsonl(tmp_path / bench.RESULTS, {
-            "key": cell.key, "activation": cell.activation.label, "expr": cell.activation.expression,
-            "model": cell.model.label, "model_name": cell.model.name, "dataset": cell.dataset, "seed": cell.seed,
-            "epochs": 3, "diverged": False, "history": history, "final": history[-1], "seconds": 0.1})
-    return tmp_path
+    return write_bench(tmp_path, bench.spec_to_dict(spec))
 
 
 def test_bench_report_is_self_contained_and_holds_the_statistics(bench_dir):

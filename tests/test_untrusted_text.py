@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tomli_w
+from fakes import write_bench
 
 from afos import export
 from afos.export import EXPORTERS, Item, export_latex
 from afos.expr import parse
 from afos.ga.front import FrontEntry
-from afos.run.files import append_jsonl
 from afos.study import bench, plots, report
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -78,18 +77,7 @@ def hostile_bench(tmp_path) -> Path:
     d["models"][0]["label"] = "mlp " + HOSTILE
     d["datasets"] = ["digits " + HOSTILE]
     d |= {"name": HOSTILE, "description": HOSTILE, "notes": [HOSTILE]}
-    (tmp_path / bench.SPEC).write_text(tomli_w.dumps(d))
-    spec = bench.spec_from_dict(d)
-    rng = np.random.default_rng(0)
-    for cell in bench.cells(spec):
-        base = 0.7 + 0.05 * spec.labels.index(cell.activation.label)
-        history = [{"epoch": e, "val_loss": 1.1 / e, "val_accuracy": base + rng.normal(0, 0.01),
-                    "test_loss": 1.2 / e, "test_accuracy": base + rng.normal(0, 0.02)} for e in (1, 2)]
-        append_jsonl(tmp_path / bench.RESULTS, {
-            "key": cell.key, "activation": cell.activation.label, "expr": cell.activation.expression,
-            "model": cell.model.label, "model_name": cell.model.name, "dataset": cell.dataset, "seed": cell.seed,
-            "epochs": 2, "diverged": False, "history": history, "final": history[-1], "seconds": 0.1})
-    return tmp_path
+    return write_bench(tmp_path, d)
 
 
 # --- afos report ---------------------------------------------------------------------------------
