@@ -28,16 +28,16 @@ TIMING = ("seconds",)
 # (after the old checkpoint was moved aside and half of the new one written to the temp file).
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    from afos.run import rundir
-    original, calls = rundir.write_text_atomic, [0]
+    from afos.run import checkpoints
+    original, calls = checkpoints.write_text_atomic, [0]
     def write(path, text):
-        if path.name == rundir.CHECKPOINT:
+        if path.name == checkpoints.CHECKPOINT:
             calls[0] += 1
             if calls[0] == int(os.environ.get("KILL_AT_CHECKPOINT", "0")):
                 path.with_name("." + path.name + ".tmp").write_text(text[: len(text) // 2])
                 os.kill(os.getpid(), signal.SIGKILL)
         original(path, text)
-    rundir.write_text_atomic = write
+    checkpoints.write_text_atomic = write
     from afos.cli import main
     sys.exit(main(sys.argv[1:]))
 """)
