@@ -60,6 +60,7 @@ def _rows(evaluator, candidates, seeds=(SETTINGS.seed,)):
     return [rows[i] for i in range(len(candidates))]
 
 
+@pytest.mark.slow
 def test_batched_gives_the_fitness_of_sequential(problem):
     candidates = [analyse(parse(t)) for t in EXPRESSIONS[:6]]
     exact = _rows(Sequential(problem), candidates)

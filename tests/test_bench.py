@@ -188,6 +188,7 @@ def acceptance(tmp_path_factory):
     return code, out, buf.getvalue()
 
 
+@pytest.mark.slow
 def test_acceptance_benchmark_writes_results_table_and_statistics(acceptance):
     code, out, stdout = acceptance
     assert code == 0
@@ -235,6 +236,7 @@ def test_rerunning_a_finished_benchmark_trains_nothing(acceptance, capsys):
 
 @pytest.mark.parametrize("name", ["elu-vs-relu", "lrelu-vs-relu-epochs", "six-activations-cnn", "mlp-small-large",
                                   "afos-friedman"])
+@pytest.mark.slow
 def test_every_preset_runs_in_quick_form(tmp_path, capsys, name):
     out = tmp_path / name
     assert main(["benchmark", "--preset", name, "--quick", "--out", str(out)]) == 0, capsys.readouterr().err
@@ -244,6 +246,7 @@ def test_every_preset_runs_in_quick_form(tmp_path, capsys, name):
     assert "Wins / ties / losses" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_benchmark_data_dir_reaches_every_cell(tmp_path, tiny_fashion, monkeypatch, capsys, data_loads):
     root, _ = tiny_fashion
     monkeypatch.setenv("AFOS_CACHE_DIR", str(tmp_path / "cache"))

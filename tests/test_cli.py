@@ -14,6 +14,7 @@ RUN_V1 = Path(__file__).parent / "fixtures" / "run_v1"  # refused before anythin
 TINY = ["--population", "4", "--generations", "1", "--train-size", "256", "--val-size", "128"]
 
 
+@pytest.mark.slow
 def test_search_then_show(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert main(["search", "--run-dir", str(run_dir), *TINY]) == 0

@@ -23,6 +23,8 @@ from afos.fitness import plan, pools
 from afos.run import driver
 from afos.run.rundir import CONFIG, EVALUATIONS, PARETO, Run
 
+pytestmark = pytest.mark.slow  # Ray instances and device pools: `python -m pytest -m "not slow"` leaves it out
+
 ARGS = ["--population", "4", "--generations", "1", "--train-size", "128", "--val-size", "96", "--seed", "7"]
 RAY = [sys.executable, "-m", "ray.scripts.scripts"]
 # Ray >= 2.59 turns token authentication on for `ray start`; a driver given an explicit address needs the

@@ -55,3 +55,12 @@ def test_top_from_python_warns_only_past_the_end():
         assert len(export.items_from_run(FAKE, top=5)) == 2
     assert [str(w.message) for w in caught] == [
         f"top 5 is past the end: the front of {FAKE} has 2 entries, so all 2 are exported"]
+
+
+def test_the_readme_offers_a_quick_subset_of_a_registered_marker():
+    import tomllib
+
+    markers = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["tool"]["pytest"][
+        "ini_options"]["markers"]
+    quick = re.search(r'`python -m pytest -q -m "not (\w+)"`', README)
+    assert quick and any(m.startswith(f"{quick[1]}:") for m in markers)

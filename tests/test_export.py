@@ -269,6 +269,7 @@ def run_dir(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_top_functions_of_a_real_run_agree_in_every_format(run_dir, tmp_path):
     items = export.items_from_run(run_dir, top=3)
     assert [it.rank for it in items] == list(range(1, len(items) + 1))

@@ -101,6 +101,7 @@ def test_numpy_screen_decides_as_the_jax_screen_of_a_search(space_name):
 
 @settings(max_examples=80, deadline=None, derandomize=True)
 @given(st.integers(0, 2**32 - 1))
+@pytest.mark.slow
 def test_numpy_values_and_derivatives_are_those_of_jax(seed):
     import jax
 

@@ -114,6 +114,7 @@ def test_without_rungs_lines_record_no_training_length(tmp_path):
     assert "epochs" not in (run_dir / rundir.PARETO).read_text().splitlines()[0]
 
 
+@pytest.mark.slow
 def test_interrupted_anywhere_with_rungs_and_racing_then_resumed_equals_the_uninterrupted_run(tmp_path,
                                                                                                stop_after):
     cfg = _config(race_seeds=2)
@@ -152,6 +153,7 @@ def test_rungs_are_set_on_the_command_line_and_checked():
         config.override(config.Config(), protocol={"halving": 1})
 
 
+@pytest.mark.slow
 def test_a_longer_rung_trains_exactly_as_a_problem_of_that_many_epochs(tiny_config):
     import dataclasses
 

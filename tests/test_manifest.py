@@ -137,6 +137,7 @@ def warm_memory(tmp_path_factory):
 
 
 @pytest.mark.parametrize("target", ["new", "empty"])
+@pytest.mark.slow
 def test_a_kill_at_any_step_of_the_start_then_resume_or_a_new_start_equals_the_uninterrupted_run(
         tmp_path, warm_memory, target):
     """With the surrogate on and a warm memory (whose prior the start writes into the run): a search killed before

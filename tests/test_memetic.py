@@ -4,6 +4,7 @@ score stands in for the network, so that what the search proposes can be checked
 import json
 
 import numpy as np
+import pytest
 import sympy
 
 from afos import config, types
@@ -70,6 +71,7 @@ def test_sketch_keys_the_sign_symmetries_and_sees_scale_as_one_shape():
     assert near.distances(local.sketch(parse("-tanh(-x)")).features[None])[0, 0] < 1e-6
 
 
+@pytest.mark.slow
 def test_memetic_search_finds_the_one_edit_improvement_and_is_deterministic():
     s, state, asked = _search(18)  # sin(x) has under 100 neighbours, 6 of each generation drawn among them
     scores = {k.expr: k.fitness.val_accuracy for k in state.known.values()}
@@ -140,6 +142,7 @@ PLANTED = ["--objective", "planted", "--objective-option", "steps=4", "--objecti
            "--strategy", "memetic"]
 
 
+@pytest.mark.slow
 def test_a_memetic_run_killed_and_resumed_equals_the_uninterrupted_one(tmp_path):
     """kill -9 at a random moment of a memetic search (the planted task: fast), then resume."""
     import signal

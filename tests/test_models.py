@@ -79,6 +79,7 @@ def test_model_output_shape_and_parameter_count(name):
 
 
 @pytest.mark.parametrize("name", list(models.MODELS))
+@pytest.mark.slow
 def test_one_training_step_with_a_custom_activation_has_finite_gradients_and_lowers_the_loss(name):
     ds = data.load("digits", train_size=64)
     x, y = ds.train.x[:64], ds.train.y[:64]

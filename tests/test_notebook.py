@@ -4,10 +4,13 @@ import os
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from afos.cli import main
 from afos.run.rundir import Run
+
+pytestmark = pytest.mark.slow  # each test runs a notebook in a kernel: `python -m pytest -m "not slow"` leaves it out
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore_run.ipynb"
 

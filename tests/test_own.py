@@ -30,6 +30,7 @@ def _lines(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in r.to_json().items() if k != "seconds"} for r in Run.open(run_dir).records()]
 
 
+@pytest.mark.slow
 def test_own_model_and_data_search_resume_after_kill_and_export(tmp_path, user_module):
     baseline = tmp_path / "baseline"
     driver.run(config.override_flat(config.Config(), model="usernets:TinyNet", dataset="usernets:blobs",
@@ -64,6 +65,7 @@ def test_own_model_and_data_search_resume_after_kill_and_export(tmp_path, user_m
         driver.resume(run_dir, generations=2, trust_run=True)
 
 
+@pytest.mark.slow
 def test_an_installed_package_registers_a_model_and_a_dataset(tmp_path, monkeypatch):
     site = tmp_path / "site"
     (site / "afos_demo_nets-1.2.dist-info").mkdir(parents=True)
@@ -210,6 +212,7 @@ def test_an_objective_that_fails_is_a_failed_line_with_its_reason(tmp_path, user
     assert any(r.status == "failed" and r.reason.startswith(reason) for r in lines)
 
 
+@pytest.mark.slow
 def test_the_language_model_example_learns(monkeypatch):
     import jax
 

@@ -70,6 +70,7 @@ def test_options_without_an_objective_are_refused():
         config.override(config.Config(), fitness={"objective_options": {"target": "x"}})
 
 
+@pytest.mark.slow
 def test_a_bad_option_is_one_line_before_any_work(tmp_path):
     for option, message in [("nope=1", "objective 'planted' has no option 'nope'"),
                             ("dim=abc", "option dim must be an integer, got 'abc'"),
@@ -81,6 +82,7 @@ def test_a_bad_option_is_one_line_before_any_work(tmp_path):
         assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_options_reach_the_objective_are_stored_and_a_run_resumes_with_them(tmp_path):
     conf = tmp_path / "search.toml"
     conf.write_text('[fitness]\nobjective = "planted"\n[fitness.objective_options]\ntarget = "tanh(x)"\ndim = 5\n')
@@ -114,6 +116,7 @@ def test_the_planted_objective_ranks_its_target_first_on_a_tiny_task():
     assert result.margin > 0 and result.target.mean < 0.01
 
 
+@pytest.mark.slow
 def test_the_program_path_trains_what_the_exact_path_trains():
     """The same arithmetic but for rounding (a few steps: Levenberg-Marquardt's accept-or-reject decisions
     let rounding differences grow over a long training)."""
@@ -128,6 +131,7 @@ def test_the_program_path_trains_what_the_exact_path_trains():
         assert fast[i]["test"] == pytest.approx(exact["test"], rel=1e-3, abs=1e-6), texts[i]
 
 
+@pytest.mark.slow
 def test_the_batched_backend_agrees_with_the_sequential_one_through_the_objective():
     problem = FitnessProblem(_settings(target="max(x, sin(x))", steps=5))
     candidates = [analyse(parse(t), gain="unit") for t in ("max(x, sin(x))", "cos(x)", "x*erf(x)")]
@@ -172,6 +176,7 @@ def test_a_search_on_the_planted_task_shows_whether_it_recovers_the_target(tmp_p
     assert line.endswith("-x*sin(x), further down the front, recovers it")
 
 
+@pytest.mark.slow
 def test_calibrate_names_the_verdict(tmp_path):
     options = [f"--objective-option={k}={v}" for k, v in TINY.items()]
     out = _afos("calibrate", "x*sin(x)", *options, "--seeds", "2", "--random", "3")

@@ -74,6 +74,7 @@ def run_dir(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_run_report_shows_front_history_and_shapes(run_dir, capsys):
     assert main(["report", str(run_dir)]) == 0
     html = (run_dir / report.HTML_NAME).read_text()

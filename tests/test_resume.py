@@ -21,6 +21,8 @@ from afos.ga import strategy as search
 from afos.run import driver, rundir
 from afos.run.rundir import Run
 
+pytestmark = pytest.mark.slow  # processes killed and resumed: `python -m pytest -m "not slow"` leaves it out
+
 ARGS = ["--population", "4", "--generations", "1", "--train-size", "128", "--val-size", "96", "--seed", "7"]
 TIMING = ("seconds",)
 

@@ -54,6 +54,7 @@ def test_end_to_end_tiny_search_writes_the_run_files(tmp_path, tiny_config):
     assert config.load(run_dir / "config.toml") == tiny_config.resolved()
 
 
+@pytest.mark.slow
 def test_same_seed_same_run(tmp_path, tiny_config):
     a, b = tmp_path / "a", tmp_path / "b"
     driver.run(tiny_config, a)

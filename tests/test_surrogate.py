@@ -156,6 +156,7 @@ def _lines(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in r.to_json().items() if k != "seconds"} for r in Run.open(run_dir).records()]
 
 
+@pytest.mark.slow
 def test_kill_9_anywhere_then_resume_equals_the_uninterrupted_run(tmp_path):
     baseline = tmp_path / "baseline"
     driver.run(_config(), baseline, evaluator=ShapeTraining(), describe=describe)

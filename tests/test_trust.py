@@ -135,6 +135,7 @@ def test_sources_json_is_a_record_and_imports_nothing(tmp_path):
     assert "hostile" not in sys.modules and not (tmp_path / "MARKER").exists()
 
 
+@pytest.mark.slow
 def test_a_run_of_the_users_objective_resumes_with_consent_only(tmp_path, user_module):
     run = afos.search(None, tmp_path / "run", objective="usernets:score", population=2, generations=0)
     with pytest.raises(RunError, match=r"would import code it names: objective 'usernets:score' \(module usernets, "

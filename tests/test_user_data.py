@@ -163,6 +163,7 @@ def _errors(capsys) -> list[str]:
     return [line for line in capsys.readouterr().err.splitlines() if "error" in line]
 
 
+@pytest.mark.slow
 def test_flat_features_are_searched_and_validated_with_the_mlp(tmp_path, flat, capsys):
     from afos.cli import main
 
@@ -230,6 +231,7 @@ def test_auto_counts_flat_features_as_the_pixels_of_an_image():
         "up to 4096")  # flat Fashion-MNIST
 
 
+@pytest.mark.slow
 def test_the_batched_backend_trains_flat_features_as_sequential_does():
     """The loop mode, a search's on a CPU (the vmap mode, an accelerator's, runs the same model and steps)."""
     from afos.config import FitnessSettings

@@ -42,6 +42,7 @@ def validated(tmp_path_factory):
     return cfg, run_dir, search_loads, loaded[len(search_loads):], rows
 
 
+@pytest.mark.slow
 def test_the_search_never_reads_the_test_split(validated):
     _, _, search_loads, validation_loads, _ = validated
     assert search_loads and all(ds.test_reads == 0 for ds in search_loads)
@@ -121,6 +122,7 @@ def test_validate_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
     assert "is not an afos run directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_validation_trains_and_tests_on_the_data_the_search_used(tmp_path, tiny_fashion, monkeypatch, capsys,
                                                                  data_loads):
     """A search given --data-dir is validated on the same files (not on another copy found elsewhere)."""
@@ -137,6 +139,7 @@ def test_validation_trains_and_tests_on_the_data_the_search_used(tmp_path, tiny_
     assert bench.read_spec(Run.open(run_dir).validation_dir).training.data_dir == str(root)
 
 
+@pytest.mark.slow
 def test_holm_is_the_method_statsmodels_implements():
     from statsmodels.stats.multitest import multipletests
 
