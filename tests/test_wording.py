@@ -72,3 +72,23 @@ def test_every_positional_argument_says_what_it_is():
         for action in sub._actions:
             if not action.option_strings:
                 assert action.help, f"afos {name} {action.dest} has no help"
+
+
+def test_the_progress_names_the_best_as_the_front_does_ties_to_the_simpler():
+    from afos import types
+    from afos.ga.front import FrontEntry
+    from afos.run.records import Evaluation
+
+    def line(index, tree, expr, complexity, acc):
+        return Evaluation(0, index, tree, expr, "k", f"f{index}", complexity, types.OK, None, acc, 0.3, None, 1,
+                          (acc,), 1.0)
+
+    reporter = RichReporter(1)
+    reporter.evaluated(line(0, "add(asinh(x), relu(x))", "asinh(x) + Max(0, x)", 4, 0.9652))
+    reporter.evaluated(line(1, "tanh(sin(x))", "tanh(sin(x))", 3, 0.9652))  # as accurate, simpler
+    reporter.evaluated(line(2, "sin(x)", "sin(x)", 2, 0.9))
+    assert reporter._fields()["best"] == "0.9652 tanh(sin(x))"
+    front = [FrontEntry("sin(x)", 0.9, 2, 0.3, 0, "f2", "sin(x)"),
+             FrontEntry("tanh(sin(x))", 0.9652, 3, 0.3, 0, "f1", "tanh(sin(x))")]
+    reporter.generation_finished(0, front)
+    assert reporter._fields()["best"] == "0.9652 tanh(sin(x))"

@@ -74,7 +74,7 @@ class RichReporter:
         self.generations = generations
         self.prefix = f"afos {command}:" if command else "afos:"
         self.counts: Counter[str] = Counter()  # by status: ok, cached, rejected, failed, anchor, rescored
-        self.best: Evaluation | None = None
+        self.best: tuple[float, int, str] | None = None  # accuracy, -complexity, expression: as the front ranks
         self.live = console.is_terminal
         self.progress = Progress(
             TextColumn("[bold]{task.fields[gen]}"),
@@ -93,7 +93,7 @@ class RichReporter:
         counts = f"trained {c[types.OK]} cached {c[types.CACHED]} rejected {c[types.REJECTED]} failed {c[types.FAILED]}"
         if c[types.SCREENED]:
             counts += f" screened {c[types.SCREENED]}"
-        best = "-" if self.best is None else f"{self.best.val_accuracy:.4f} {label(self.best.expr)}"
+        best = "-" if self.best is None else f"{self.best[0]:.4f} {label(self.best[2])}"
         return {"counts": counts, "best": best[:cut]}
 
     def generation_started(self, generation: int, size: int) -> None:
@@ -112,8 +112,8 @@ class RichReporter:
         self.counts[line.status] += 1
         if line.status == types.SCREENED:  # not one of the generation's individuals: counted, not advanced
             return
-        if line.scored and (self.best is None or line.val_accuracy > self.best.val_accuracy):
-            self.best = line
+        if line.scored and (self.best is None or (line.val_accuracy, -line.complexity) > self.best[:2]):
+            self.best = (line.val_accuracy, -line.complexity, line.expr)
         if not self.live:
             if self.pending is not None:
                 g, done, size, start = self.pending
@@ -134,6 +134,9 @@ class RichReporter:
                       markup=False, highlight=False, soft_wrap=True)
 
     def generation_finished(self, generation: int, front: list[FrontEntry]) -> None:
+        if front:  # the best of the front, as the closing lines, show and export name it (``ranked``)
+            best = ranked(front)[0]
+            self.best = (best.val_accuracy, -best.complexity, best.expression)
         if not self.live:
             self._line()
         elif generation >= self.generations:
