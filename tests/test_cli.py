@@ -90,6 +90,31 @@ def test_a_ctrl_c_outside_the_searchs_watch_says_what_it_leaves(tmp_path, capsys
     assert err == f"afos search: {hint if created else nothing}"
 
 
+@pytest.mark.parametrize("where", ["afos.run.start.prepare", "afos.run.driver._evaluator"])
+def test_a_ctrl_c_swallowed_while_the_search_starts_still_stops_it(tmp_path, capsys, monkeypatch, where):
+    """Python drops a KeyboardInterrupt raised in a garbage-collector callback (JAX registers one): the Ctrl-C is
+    noted and the search stops before it writes anything, instead of running to the end with exit status 0."""
+    import contextlib
+    import importlib
+    import signal
+
+    module, name = where.rsplit(".", 1)
+    original = getattr(importlib.import_module(module), name)
+
+    def swallowed(*args, **kwargs):
+        with contextlib.suppress(KeyboardInterrupt):  # as "Exception ignored in: <function _xla_gc_callback>" does
+            signal.raise_signal(signal.SIGINT)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(where, swallowed)
+    monkeypatch.setattr("afos.run.lock.ignore_sigint", lambda: None)  # this process's Ctrl-C is pytest's
+    run_dir = tmp_path / "ctrlc"
+    assert main(["search", "--run-dir", str(run_dir), *TINY]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "afos search: stopped by Ctrl-C before the search started, so there is nothing to resume")
+    assert not run_dir.exists()
+
+
 def test_config_file_with_an_unknown_key(tmp_path, capsys):
     path = tmp_path / "c.toml"
     path.write_text("[search]\npopulaton = 4\n")

@@ -93,10 +93,11 @@ def _command(argv: list[str]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from afos.run.lock import ignore_sigint
+    from afos.run.lock import ignore_sigint, noting_sigint
 
     try:
-        return args.func(args)
+        with noting_sigint():
+            return args.func(args)
     except ObjectiveExitError as err:  # the user's objective asked for its exit status: it keeps it
         print(f"afos {args.command}: error: {err}", file=sys.stderr)
         return err.status

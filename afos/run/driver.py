@@ -40,7 +40,7 @@ from afos.ga.front import FrontEntry
 from afos.ga.memo import Known, Memo
 from afos.ga.strategy import Search, SearchState
 from afos.run import start
-from afos.run.lock import stop_on_sigint
+from afos.run.lock import raise_if_interrupted, stop_on_sigint
 from afos.run.memory import FitnessMemory, run_protocol
 from afos.run.records import ANCHOR_GENERATION, Evaluation
 from afos.run.rundir import Run
@@ -329,11 +329,13 @@ def run(config: Config, run_dir: str | Path, reporter: SearchReporter | None = N
     config = start.prepare(config, reporter.message, describe)  # every input checked before any work
     search = Search(config, describe or screen_of(config))
     Run.check_free(run_dir)
+    raise_if_interrupted()  # a Ctrl-C swallowed while JAX and the data loaded: nothing started, nothing written
     reporter.message(start.start_line(config, run_dir))
     with _memory(search.config, run_dir) as memory, _evaluator(search.config, evaluator, reporter) as scorer:
         decided = _decided(search.config)
         # the prior is part of the start: written with the config, so that a resume always finds it
         warm = memory is not None and decided.search.surrogate != "none"
+        raise_if_interrupted()  # and while the evaluator was built
         run_ = Run.create(run_dir, decided, memory.prior(decided) if warm else None)
         search.prior = _examples(run_.prior())
         return _drive(run_, search, search.init(), scorer, reporter, memory)

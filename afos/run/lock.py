@@ -155,6 +155,40 @@ def _flocked(fd: int) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+# A Ctrl-C noted while a command starts (``noting_sigint``): Python drops a KeyboardInterrupt raised inside a garbage
+# collector callback (JAX registers one) with "Exception ignored in", so the command checks this before it commits
+# to work (``raise_if_interrupted``).
+_NOTED: list[bool] = []
+
+
+@contextlib.contextmanager
+def noting_sigint() -> Iterator[None]:
+    """A command's SIGINT handler: Python's own (KeyboardInterrupt), which also notes the Ctrl-C for
+    ``raise_if_interrupted`` in case the interrupt is swallowed where it lands (main thread only)."""
+    if not _main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        _NOTED.append(True)
+        raise KeyboardInterrupt
+
+    _NOTED.clear()
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is handler:
+            signal.signal(signal.SIGINT, previous)
+        _NOTED.clear()
+
+
+def raise_if_interrupted() -> None:
+    """KeyboardInterrupt if a Ctrl-C was noted (``noting_sigint``) and swallowed where it landed."""
+    if _NOTED:
+        raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def stop_on_sigint(reporter: Messenger, resume_hint: str) -> Iterator[Callable[[], bool]]:
     """First Ctrl-C: stop after the evaluation in flight. Second: stop at once (a KeyboardInterrupt that says so,
@@ -170,6 +204,7 @@ def stop_on_sigint(reporter: Messenger, resume_hint: str) -> Iterator[Callable[[
     if not _main_thread():
         yield lambda: False
         return
+    raise_if_interrupted()  # before the first evaluation: a Ctrl-C swallowed while the command started
     previous = signal.signal(signal.SIGINT, handler)
     try:
         yield lambda: bool(requested)
