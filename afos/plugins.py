@@ -304,8 +304,7 @@ def _in_cwd_hint(top: str, typed: bool) -> str:
     """'' or a note that ``top`` lies in the current directory, which afos did not search."""
     if typed or top in sys.modules or importlib.machinery.PathFinder.find_spec(top, [os.getcwd()]) is None:
         return ""
-    return (f" (module {top} lies in the current directory, which afos does not search for a run's code: put its "
-            "folder on PYTHONPATH or give the name again on the command line)")
+    return f" (module {top} lies in the current directory, which afos does not search for a run's code: PYTHONPATH=.)"
 
 
 def _lookup(module: str, qualname: str) -> Any:

@@ -77,7 +77,9 @@ def test_no_command_imports_what_a_hostile_run_names_without_consent(hostile, co
         (line,) = _errors(out)
         assert line.startswith(f"afos {command}: error: run would import code it names: dataset 'hostile:load' "
                                "(module hostile, only in the current directory, which afos does not search")
-        assert line.endswith("give --trust-run (trust_run=True in Python) or the names again (--trust hostile:load)")
+        assert line.endswith("if you trust whoever wrote the run, put the current directory on PYTHONPATH "
+                             "(PYTHONPATH=. afos ...) and give --trust-run (trust_run=True in Python) or the names "
+                             "again (--trust hostile:load)")
     else:
         assert out.returncode in (0, 1), out.stderr  # check says 1 for a run it finds unhealthy
 

@@ -240,13 +240,15 @@ _PLACE_ELSE = {"ray_address": '--ray-address "" runs it on a local Ray instance 
 def _without_consent(run: Run, code: Mapping[str, str], far: Mapping[str, str]) -> str:
     """The one line refusing what ``run`` names without consent: its ``code`` to import and ``far`` places."""
     imports = "; ".join(plugins.describe_import(kind, name) for kind, name in code.items())
+    local = "put the current directory on PYTHONPATH (PYTHONPATH=. afos ...) and " \
+        if "only in the current directory" in imports else ""
     what = [f"import code it names: {imports}"] if code else []
     what += [f"use the {_PLACE_SAID[kind].format(value)}" for kind, value in far.items()]
     again = [f"--trust {shlex.quote(name)}" for name in code.values()]
     again += [f"--{kind.replace('_', '-')} {shlex.quote(value)}" for kind, value in far.items()]
     instead = "".join(f"; {_PLACE_ELSE[kind]}" for kind in far)
     same = "the names" if not far else "the same settings" if not code else "the names and settings"
-    return (f"{run.path} would {' and '.join(what)}; if you trust whoever wrote the run, give --trust-run "
+    return (f"{run.path} would {' and '.join(what)}; if you trust whoever wrote the run, {local}give --trust-run "
             f"(trust_run=True in Python) or {same} again ({' '.join(again)}){instead}")
 
 
