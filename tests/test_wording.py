@@ -92,3 +92,15 @@ def test_the_progress_names_the_best_as_the_front_does_ties_to_the_simpler():
              FrontEntry("tanh(sin(x))", 0.9652, 3, 0.3, 0, "f1", "tanh(sin(x))")]
     reporter.generation_finished(0, front)
     assert reporter._fields()["best"] == "0.9652 tanh(sin(x))"
+
+
+def test_a_finished_run_says_which_generations_it_ran_and_what_goes_on(tmp_path, capsys):
+    from afos.cli import main
+
+    messages = Messages()
+    run = afos.search(None, tmp_path / "run", messages, FakeTraining(), population=2, generations=1)
+    afos.resume(run.path, reporter=messages, evaluator=FakeTraining())
+    assert messages.lines[-1] == (f"{run.path} has run generations 0-1 (the initial population and 1 more); "
+                                  "--generations 2 or more goes on")
+    main(["check", str(run.path)])
+    assert "checkpoint: before generation 2 (the next to run)" in capsys.readouterr().out

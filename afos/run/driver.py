@@ -392,8 +392,8 @@ def resume(run_dir: str | Path, generations: int | None = None, config: Config |
         raise RunError(f"{run_.path}: its checkpoint does not describe a search of its config "
                        f"({type(err).__name__}: {err})") from None
     if state.generation > search.config.search.generations:
-        reporter.message(f"{run_.path} already has {plural(state.generation, 'generation')}; raise --generations "
-                         "to go on")
+        reporter.message(f"{run_.path} has run generations 0-{state.generation - 1} (the initial population and "
+                         f"{state.generation - 1} more); --generations {state.generation} or more goes on")
         return state
     with _memory(search.config, run_.path) as memory, _evaluator(search.config, evaluator, reporter) as scorer:
         return _drive(run_, search, state, scorer, reporter, memory)

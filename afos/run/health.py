@@ -255,7 +255,7 @@ class Health:
     def describe(self) -> list[str]:
         """A few lines for a person: what the directory holds, each problem and what to do about it."""
         gens = f", generations {_span(list(self.generations))}" if self.generations else ", no generation yet"
-        at = f"generation {self.checkpoint}" if self.checkpoint is not None else (
+        at = f"before generation {self.checkpoint} (the next to run)" if self.checkpoint is not None else (
             "none readable" if self.checkpoint_note else "none yet")
         out = [f"log: {self.lines} lines ({self.anchors} anchors{gens})",
                f"checkpoint: {at}" + (f" ({self.checkpoint_note})" if self.checkpoint_note else ""),

@@ -281,7 +281,8 @@ class Run:
         blocking = [p for p in self.log_problems() if p.kind in (health.DAMAGED, health.CONFLICT)]
         if blocking:
             raise RunError(f"{self.log}: {health.summary(blocking)}; `{command('check', '--repair', self.path)}` "
-                           "moves them aside (after a backup of the log), then resume")
+                           "moves them aside (after a backup of the log); a resume then goes on, unless the "
+                           "checkpoint stands on them, which it says")
         try:
             body = self.checkpoint()
         except RunError as err:
