@@ -225,7 +225,8 @@ def test_auto_counts_flat_features_as_the_pixels_of_an_image():
     from afos.fitness import plan
 
     assert plan.choose_backend(FitnessSettings(model="mlp"), (10,), 16, "cpu") == (
-        "batched", "16 candidates on batches of 32 10-feature examples (320 input values per batch) on the CPU")
+        "batched", "a run of 16 candidates (all its generations) on batches of 32 10-feature examples (320 input "
+        "values per batch) on the CPU")
     assert plan.choose_backend(FitnessSettings(model="mlp", batch_size=128), (784,), 112, "cpu") == (
         "sequential", "batches of 128 784-feature examples (100352 input values per batch): batched is faster only "
         "up to 4096")  # flat Fashion-MNIST

@@ -58,8 +58,8 @@ def test_the_plan_says_what_its_pixels_are():
 
     settings = config_lib.FitnessSettings(model="cnn-small", batch_size=32)
     backend, why = plan.choose_backend(settings, (8, 8, 1), 112, "cpu")
-    assert (backend, why) == ("batched", "112 candidates on batches of 32 8x8 images (2048 pixels per batch) on "
-                                         "the CPU")
+    assert (backend, why) == ("batched", "a run of 112 candidates (all its generations) on batches of 32 8x8 "
+                                         "images (2048 pixels per batch) on the CPU")
 
 
 def test_every_positional_argument_says_what_it_is():

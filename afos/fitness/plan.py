@@ -67,7 +67,7 @@ def choose_backend(settings: FitnessSettings, input_shape: Sequence[int], candid
         return "sequential", f"{batches}: batched is faster only up to {AUTO_CPU_MAX_PIXELS_PER_BATCH}"
     if candidates is None or candidates < AUTO_CPU_MIN_CANDIDATES:
         return "sequential", f"too few candidates for batched's one compilation to pay (< {AUTO_CPU_MIN_CANDIDATES})"
-    return "batched", f"{plural(candidates, 'candidate')} on {batches} on the CPU"
+    return "batched", f"a run of {plural(candidates, 'candidate')} (all its generations) on {batches} on the CPU"
 
 
 def share(candidates: int | None, places: int) -> int | None:
