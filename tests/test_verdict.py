@@ -74,6 +74,8 @@ def test_standing_compares_what_was_validated_with_the_front_now():
     assert gone.headline().startswith(STALE_NOTE) and "front#1 no longer on the front" in gone.headline()
     new_best = standing(rows, ["sin(x)", "x**2", "tanh(x)"])
     assert new_best.state == STALE and "rank 1 was not validated" in new_best.reason
+    two_new = standing(rows, ["sin(x)", "cos(x)", "x**2", "tanh(x)"])
+    assert two_new.reason == "the front's ranks 1 and 2 were not validated"
     # a file that names no comparable expression cannot tell, and says so rather than claim either way
     blind = standing([{**r, "expression": ""} for r in rows], ["x**2", "tanh(x)"])
     assert blind.state == UNSURE and blind.headline().startswith(UNSURE_NOTE)

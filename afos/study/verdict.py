@@ -217,7 +217,9 @@ def standing(rows: Sequence[dict[str, Any]], front: Sequence[str]) -> Standing:
         return Standing(STALE, ranks, f"{', '.join(gone)} no longer on the front")
     unvalidated = sorted(set(range(1, len(validated) + 1)) - set(ranks.values()))
     if unvalidated:
-        return Standing(STALE, ranks, f"the front's rank {', '.join(map(str, unvalidated))} was not validated")
+        said = " and ".join(map(str, unvalidated)).replace(" and ", ", ", len(unvalidated) - 2)
+        what = f"rank {said} was" if len(unvalidated) == 1 else f"ranks {said} were"
+        return Standing(STALE, ranks, f"the front's {what} not validated")
     moved = [name for name, rank in ranks.items() if _validated_rank(validated[name]) not in (None, rank)]
     if moved:
         return Standing(STALE, ranks, f"{', '.join(moved)} moved to another rank")
