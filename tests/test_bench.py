@@ -9,7 +9,7 @@ import scipy.stats
 
 from afos import config as config_lib
 from afos.cli import main
-from afos.errors import BenchError
+from afos.errors import AfosWarning, BenchError
 from afos.ga.front import FrontEntry
 from afos.run.files import read_jsonl
 from afos.run.rundir import Run
@@ -43,6 +43,9 @@ def test_activation_list_from_names_expressions_and_a_run(tmp_path):
     assert acts[2].source == f"{run} rank 1"
     assert [a.label for a in bench.parse_activations([str(run)])] == ["run-a#1"]  # no suffix: the best one
     assert len(bench.parse_activations([f"{run}:all"])) == 3
+    with pytest.warns(AfosWarning, match=f"{run}:top5: top 5 is past the end: the front of {run} has 3 entries, so all "
+                      "3 are benchmarked"):
+        assert len(bench.parse_activations([f"{run}:top5"])) == 3
 
 
 @pytest.mark.parametrize(

@@ -17,18 +17,20 @@ import hashlib
 import json
 import re
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from afos import plugins
 from afos.config import LIMITS, FitnessSettings, check_fitness, describe_type, parse_section
-from afos.errors import AfosError, BenchError, ModelError, read_text
+from afos.errors import AfosError, AfosWarning, BenchError, ModelError, read_text
 from afos.expr import STANDARD_ACTIVATIONS, parse, to_text
 from afos.expr.gain import unit_gain
 from afos.expr.ir import lower
 from afos.fitness import data
 from afos.run.rundir import CONFIG, Run
+from afos.words import plural
 
 SPEC = "bench.toml"
 RESULTS = "results.jsonl"
@@ -169,6 +171,10 @@ def _from_run(item: str) -> list[Activation]:
         best = run.top(k)
     except AfosError as err:
         raise BenchError(str(err)) from None
+    if len(best) < k:  # as afos export --top says it
+        warnings.warn(f"{item}: top {k} is past the end: the front of {path} has {plural(len(best), 'entry')}, so "
+                      f"{'that one is' if len(best) == 1 else f'all {len(best)} are'} benchmarked", AfosWarning,
+                      stacklevel=2)
     return [Activation(f"{path.name}#{i + 1}", e.expression, f"{path} rank {i + 1}") for i, e in enumerate(best)]
 
 
