@@ -209,10 +209,7 @@ def describe_import(kind: str, name: str, typed: bool = False) -> str:
     """What resolving ``name`` (read from a run) would import, found without importing anything:
     ``dataset 'mine.data:load' (module mine.data, /home/me/mine/data.py)``. ``typed``: the user gave the name
     on the command line, so the current directory is searched too."""
-    entry = registered(kind).get(name)
-    reference = entry.value if entry is not None else name
-    module_name = reference.partition(":")[0]
-    top = module_name.split(".")[0]
+    entry, module_name, top = _module_of(kind, name)
     where = [f"module {module_name}"]
     if entry is not None:
         where.insert(0, f"registered by {entry.dist.name if entry.dist else 'an installed package'}")
@@ -224,6 +221,20 @@ def describe_import(kind: str, name: str, typed: bool = False) -> str:
     where.append(found or ("only in the current directory, which afos does not search for a run's code"
                            if _in_cwd_hint(top, typed) else "not found"))
     return f"{kind} {name!r} ({', '.join(where)})"
+
+
+def only_in_cwd(kind: str, name: str, typed: bool = False) -> bool:
+    """Whether the module ``name`` (read from a run) names lies only in the current directory, which afos does
+    not search for a run's code (``describe_import`` says so; the remedy is PYTHONPATH=.)."""
+    top = _module_of(kind, name)[2]
+    return _locate(top, typed) is None and bool(_in_cwd_hint(top, typed))
+
+
+def _module_of(kind: str, name: str) -> tuple[importlib.metadata.EntryPoint | None, str, str]:
+    """The entry point registering ``name`` (None: an import path), its module's name, and that module's top."""
+    entry = registered(kind).get(name)
+    module_name = (entry.value if entry is not None else name).partition(":")[0]
+    return entry, module_name, module_name.split(".")[0]
 
 
 def load_from_run(kind: str, name: str, typed: bool = False) -> Any | None:

@@ -164,9 +164,7 @@ def reopen(run: Run, warn: Callable[[str], None], trust_run: bool = False, given
 def resume_command(run: Run) -> str:
     """The command that resumes ``run``, as a hint to whoever started it: with ``--trust NAME`` for each of the
     user's own names it trains with, which a resume imports only with consent (``consent``)."""
-    names = [name for kind, name in run.trains_with().items() if not _afos_own(kind, name)
-             and plugins.foreign(kind, name)]
-    return command("resume", run.path, *(word for name in names for word in ("--trust", name)))
+    return command("resume", run.path, *(word for name in _code(run).values() for word in ("--trust", name)))
 
 
 def consent(run: Run, trust_run: bool = False, given: Mapping[str, str] | None = None,
@@ -194,8 +192,7 @@ def consent(run: Run, trust_run: bool = False, given: Mapping[str, str] | None =
     for kind, name in given.items():
         if kind in names and name != names[kind]:
             raise RunError(f"{run.path} was started with {kind} {names[kind]!r}, not {name!r}")
-    code = {kind: name for kind, name in names.items()
-            if kind not in skip and not _afos_own(kind, name) and plugins.foreign(kind, name)}
+    code = _code(run, skip)
     asked = {kind: name for kind, name in code.items() if given.get(kind) != name}
     far = {kind: value for kind, value in (places or {}).items()
            if given.get(kind) != value and _reaches_out(kind, value)}
@@ -211,6 +208,13 @@ def consent(run: Run, trust_run: bool = False, given: Mapping[str, str] | None =
         except AfosError as err:
             raise RunError(f"{run.path} cannot go on here: {err}") from None
     return shown + [f"using the run's {_PLACE_SAID[kind].format(value)}" for kind, value in far.items()]
+
+
+def _code(run: Run, skip: Collection[str] = ()) -> dict[str, str]:
+    """The names ``run`` trains with (kind -> name, less the kinds in ``skip``) whose resolving imports the user's
+    code: not afos's own, and not arrays or objects handed over here (``plugins.foreign``)."""
+    return {kind: name for kind, name in run.trains_with().items()
+            if kind not in skip and not _afos_own(kind, name) and plugins.foreign(kind, name)}
 
 
 def places_of_run(stored: Config, used: Config, evaluator_given: bool = False) -> dict[str, str]:
@@ -241,7 +245,7 @@ def _without_consent(run: Run, code: Mapping[str, str], far: Mapping[str, str]) 
     """The one line refusing what ``run`` names without consent: its ``code`` to import and ``far`` places."""
     imports = "; ".join(plugins.describe_import(kind, name) for kind, name in code.items())
     local = "put the current directory on PYTHONPATH (PYTHONPATH=. afos ...) and " \
-        if "only in the current directory" in imports else ""
+        if any(plugins.only_in_cwd(kind, name) for kind, name in code.items()) else ""
     what = [f"import code it names: {imports}"] if code else []
     what += [f"use the {_PLACE_SAID[kind].format(value)}" for kind, value in far.items()]
     again = [f"--trust {shlex.quote(name)}" for name in code.values()]
